@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -45,14 +47,22 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.units, str):
             self.units = model_units(self.units)
-        self.units = tuple(str(u).lower() for u in self.units)
+        if not isinstance(self.units, (tuple, list)) or not all(isinstance(u, str) for u in self.units):
+            raise TypeError(f"ModelConfig.units must be a model name such as 'bmru+lru' or a sequence of unit "
+                            f"names such as ('bmru', 'lru'), got {self.units!r}")
+        if not self.units:
+            raise ValueError("ModelConfig.units is empty: a mixer needs at least one unit, got units=()")
+        self.units = tuple(u.lower() for u in self.units)
         for u in self.units:
-            model_units(u)  # raises with a suggestion on an unknown name
+            if len(model_units(u)) != 1:  # model_units raises with a suggestion on an unknown name
+                raise ValueError(f"ModelConfig.units entries are single unit names, got {u!r}; pass "
+                                 f"units={u!r} or units={model_units(u)!r} for the units side by side")
         for name in ("input_size", "output_size", "d_model", "n_layers"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {v!r}")
-        if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
+        if self.vocab_size is not None and (isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int)
+                                            or self.vocab_size < 1):
             raise ValueError(f"ModelConfig.vocab_size must be a positive integer or None, got {self.vocab_size!r}")
         if self.head not in HEADS:
             raise unknown_name_error("head", self.head, HEADS)
@@ -60,10 +70,18 @@ class ModelConfig:
             raise unknown_name_error("combine mode", self.combine, COMBINES)
         if self.norm not in NORMS:
             raise unknown_name_error("norm", self.norm, NORMS)
+        for name in ("dropout", "mlp_ratio"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise TypeError(f"ModelConfig.{name} must be a real number, got {v!r}")
         if not (0.0 <= self.dropout < 1.0):
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
         if not (self.mlp_ratio >= 0 and math.isfinite(self.mlp_ratio)):
             raise ValueError(f"ModelConfig.mlp_ratio must be >= 0 (0 disables the MLP), got {self.mlp_ratio}")
+        kw = self.unit_kwargs
+        if not isinstance(kw, Mapping) or not all(isinstance(v, Mapping) for v in kw.values()):
+            raise TypeError(f"ModelConfig.unit_kwargs must map unit names to dicts of constructor arguments, "
+                            f"e.g. {{'lru': {{'r_min': 0.9}}}}, got {self.unit_kwargs!r}")
         unknown = set(self.unit_kwargs) - set(self.units)
         if unknown:
             raise ValueError(f"ModelConfig.unit_kwargs names units not in the model: {sorted(unknown)} "
@@ -76,10 +94,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        if not isinstance(d, Mapping):
+            raise TypeError(f"a model config must be a dict, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; known: {sorted(names)}")
+            raise ValueError(f"unknown model config keys {sorted(unknown, key=str)}; known: {sorted(names)}")
         return cls(**d)
 
 
@@ -96,8 +116,12 @@ class SequenceModel(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None, **kwargs):
         super().__init__()
+        if isinstance(config, Mapping):
+            config = ModelConfig.from_dict(config)
         if config is None:
             config = ModelConfig(**kwargs)
+        elif not isinstance(config, ModelConfig):
+            raise TypeError(f"SequenceModel: config must be a ModelConfig or a dict, got {type(config).__name__}")
         elif kwargs:
             config = dataclasses.replace(config, **kwargs)
         self.config = cfg = config
@@ -121,8 +145,51 @@ class SequenceModel(nn.Module):
             raise ValueError(f"SequenceModel: expected input of shape {want}, got {tuple(x.shape)}")
         if self.tokens and x.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise TypeError(f"SequenceModel: token inputs must be integer tensors, got {x.dtype}")
+        p = self.encoder.weight
+        if not self.tokens and x.dtype != p.dtype:
+            raise TypeError(f"SequenceModel: expected floating-point input of the parameters' dtype {p.dtype}, "
+                            f"got {x.dtype}; cast the input or the model (e.g. model.to({x.dtype}))")
+        if x.device != p.device:
+            raise ValueError(f"SequenceModel: input is on {x.device} but the parameters are on {p.device}")
         if not step and x.shape[1] == 0:
             raise ValueError(f"SequenceModel: input has an empty time axis (shape {tuple(x.shape)})")
+        if x.shape[0] == 0:
+            raise ValueError(f"SequenceModel: input has an empty batch (shape {tuple(x.shape)}); "
+                             f"expected at least one sequence")
+        # (a data-dependent check: skipped while torch.export traces the step, which has no concrete values)
+        if self.tokens and x.numel() and not torch.compiler.is_exporting() and (
+                x.min() < 0 or x.max() >= self.config.vocab_size):
+            raise ValueError(f"SequenceModel: token ids must lie in [0, vocab_size={self.config.vocab_size}), "
+                             f"got values in [{x.min().item()}, {x.max().item()}]")
+
+    def _check_state(self, state, batch: int) -> None:
+        """``state`` has the layout of ``initial_state(batch)``; the units check their own state tensors."""
+        if not isinstance(state, Mapping) or not {"blocks", "sum", "count"} <= set(state):
+            raise TypeError(f"SequenceModel: state must be the dict returned by initial_state, step or "
+                            f"forward(..., return_state=True), with keys 'blocks', 'sum', 'count'; got "
+                            f"{type(state).__name__}{sorted(state, key=str) if isinstance(state, Mapping) else ''}")
+        blocks, n_units = state["blocks"], len(self.config.units)
+        if not (isinstance(blocks, (list, tuple)) and len(blocks) == len(self.blocks)
+                and all(isinstance(b, (list, tuple)) and len(b) == n_units for b in blocks)):
+            raise ValueError(f"SequenceModel: state['blocks'] must hold {len(self.blocks)} lists (one per block) "
+                             f"of {n_units} unit states (one per unit of {list(self.config.units)})")
+        for b in blocks:
+            for u in b:
+                if not isinstance(u, torch.Tensor):
+                    raise TypeError(f"SequenceModel: state['blocks'] must hold unit state tensors, "
+                                    f"got {type(u).__name__}")
+        pool = state["sum"]
+        if not isinstance(pool, torch.Tensor) or tuple(pool.shape) != (batch, self.config.d_model):
+            got = tuple(pool.shape) if isinstance(pool, torch.Tensor) else type(pool).__name__
+            raise ValueError(f"SequenceModel: state['sum'] must be a tensor of shape (batch, d_model) = "
+                             f"{(batch, self.config.d_model)}, got {got}")
+        count = state["count"]
+        if isinstance(count, torch.Tensor):
+            if count.dim() != 0:
+                raise ValueError(f"SequenceModel: state['count'] must be a number, got shape {tuple(count.shape)}")
+        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"SequenceModel: state['count'] must be the number of tokens seen (an int >= 0), "
+                             f"got {count!r}")
 
     # -- state -------------------------------------------------------------------------------------
     def initial_state(self, batch: int) -> dict:
@@ -138,6 +205,8 @@ class SequenceModel(nn.Module):
     def features(self, x, state=None):
         """Final-norm features (B, T, d_model) and the per-block unit states."""
         self._check(x, step=False)
+        if state is not None:
+            self._check_state(state, x.shape[0])
         h = self.encoder(x.long() if self.tokens else x)
         states = []
         for i, block in enumerate(self.blocks):
@@ -171,6 +240,8 @@ class SequenceModel(nn.Module):
         self._check(x_t, step=True)
         if state is None:
             state = self.initial_state(x_t.shape[0])
+        else:
+            self._check_state(state, x_t.shape[0])
         h = self.encoder(x_t.long() if self.tokens else x_t)
         new = []
         for block, s in zip(self.blocks, state["blocks"]):

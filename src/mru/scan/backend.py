@@ -9,6 +9,9 @@ the reference loops in ``reference.py``.
     bmru_fwd(c, beta, s0, eps)                 -> s                     DESIGN §2-3
     bmru_bwd(c, beta, s0, s, grad_s, eps, gamma) -> grad_c, grad_beta, grad_s0
 
+Optional: ``bmru_fwd_checked(c, beta, s0, eps) -> (s, None) or (None, "c" | "beta")`` fuses the NaN/Inf
+check of ``bmru_scan(check_finite=True)`` into the forward pass; without it the check is a separate pass.
+
 Complex gradients follow PyTorch's convention (conjugate Wirtinger): grad_a = g * conj(h_{t-1}).
 ``bmru_bwd`` has a generic implementation here in terms of a reverse linear scan, shared by backends
 that do not fuse it.

@@ -10,6 +10,7 @@ fp32 and the result is cast back to the input dtype.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -55,6 +56,25 @@ def _check_initial(name: str, h0, ref: torch.Tensor) -> None:
         raise ValueError(f"{name} is on {h0.device} but the inputs are on {ref.device}")
 
 
+def _check_real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def _check_backend(backend) -> None:
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a string such as 'auto', 'torch' or 'reference', got {backend!r}")
+
+
+def _resolve(backend, x):
+    """The backend for ``x``; an empty batch or unit axis has nothing to compute and runs on the torch backend."""
+    impl = resolve_backend(backend, x)
+    if x.numel() == 0 and impl != "reference":
+        impl = resolve_backend("torch", x)
+    return impl
+
+
 class _LinearScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, h0, backend):
@@ -70,10 +90,19 @@ class _LinearScan(torch.autograd.Function):
         return grad_a, grad_b, grad_h0, None
 
 
+def _nonfinite_error(name: str) -> ValueError:
+    return ValueError(f"{name} contains NaN or Inf; a BMRU cannot decide a write from it (check the layer inputs)")
+
+
 class _BMRUScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, c, beta, s0, eps, gamma, backend):
-        s = backend.bmru_fwd(c, beta, s0, eps)
+    def forward(ctx, c, beta, s0, eps, gamma, backend, check_finite=False):
+        if check_finite:  # the NaN/Inf check fused into the kernel's single pass over c and beta
+            s, bad = backend.bmru_fwd_checked(c, beta, s0, eps)
+            if bad is not None:
+                raise _nonfinite_error(bad)
+        else:
+            s = backend.bmru_fwd(c, beta, s0, eps)
         ctx.backend, ctx.eps, ctx.gamma = backend, eps, gamma
         ctx.save_for_backward(c, beta, s0, s)
         return s
@@ -82,7 +111,7 @@ class _BMRUScan(torch.autograd.Function):
     def backward(ctx, grad_s):
         c, beta, s0, s = ctx.saved_tensors
         grads = ctx.backend.bmru_bwd(c, beta, s0, s, grad_s.contiguous(), ctx.eps, ctx.gamma)
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)
 
 
 def linear_scan(
@@ -108,6 +137,7 @@ def linear_scan(
         >>> linear_scan(a, b)[0, :, 0]
         tensor([1.0000, 1.5000, 1.7500, 1.8750, 1.9375])
     """
+    _check_backend(backend)
     _check_3d("a", a)
     _check_3d("b", b)
     _check_same("b", b, "a", a)
@@ -121,7 +151,7 @@ def linear_scan(
     cdt = _compute_dtype(dtype)
     a, b = a.to(cdt), b.to(cdt)
     h0 = torch.zeros_like(b[:, 0]) if h0 is None else h0.to(cdt)
-    impl = resolve_backend(backend, b)
+    impl = _resolve(backend, b)
     if impl == "reference":
         h = linear_scan_ref(a, b, h0)
     else:
@@ -159,6 +189,7 @@ def bmru_scan(
     Returns:
         s of shape (batch, time, units); ``s[:, -1]`` is the final state.
     """
+    _check_backend(backend)
     _check_3d("c", c)
     _check_3d("beta", beta)
     _check_same("beta", beta, "c", c)
@@ -167,21 +198,22 @@ def bmru_scan(
     for name, t in (("c", c), ("beta", beta), ("s0", s0)):
         if t is not None and not t.dtype.is_floating_point:
             raise TypeError(f"bmru_scan needs real floating-point tensors, got {name}: {t.dtype}")
-    eps, gamma = float(eps), float(gamma)
+    eps, gamma = _check_real("eps", eps), _check_real("gamma", gamma)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"eps must lie in [0, 1] (0 = BMRU, 1 = CMRU), got {eps}")
     if not (gamma > 0.0 and math.isfinite(gamma)):
         raise ValueError(f"gamma (surrogate slope) must be a finite number > 0, got {gamma}")
-    if check_finite and not (torch.isfinite(c).all() and torch.isfinite(beta).all()):
-        bad = "c" if not torch.isfinite(c).all() else "beta"
-        raise ValueError(f"{bad} contains NaN or Inf; a BMRU cannot decide a write from it (check the layer inputs)")
+    impl = _resolve(backend, c)
+    # backends with a fused check (``bmru_fwd_checked``) test c and beta in the same pass as the scan
+    fused_check = check_finite and impl != "reference" and hasattr(impl, "bmru_fwd_checked")
+    if check_finite and not fused_check and not (torch.isfinite(c).all() and torch.isfinite(beta).all()):
+        raise _nonfinite_error("c" if not torch.isfinite(c).all() else "beta")
     dtype = torch.promote_types(c.dtype, beta.dtype)
     cdt = _compute_dtype(dtype)
     c, beta = c.to(cdt), beta.to(cdt)
     s0 = torch.zeros_like(c[:, 0]) if s0 is None else s0.to(cdt)
-    impl = resolve_backend(backend, c)
     if impl == "reference":
         s = bmru_scan_ref(c, beta, s0, eps, gamma)
     else:
-        s = _BMRUScan.apply(c.contiguous(), beta.contiguous(), s0.contiguous(), eps, gamma, impl)
+        s = _BMRUScan.apply(c.contiguous(), beta.contiguous(), s0.contiguous(), eps, gamma, impl, fused_check)
     return s if cdt == dtype else s.to(dtype)

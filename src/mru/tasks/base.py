@@ -91,6 +91,10 @@ class TaskData:
     mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        for name in ("x", "y", "mask"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor) and not (name == "mask" and value is None):
+                raise TypeError(f"TaskData.{name} must be a torch.Tensor, got {type(value).__name__}")
         if self.x.dim() not in (2, 3):
             raise ValueError(
                 f"TaskData.x must be (N, T, features) floats or (N, T) tokens, got shape {tuple(self.x.shape)}"
@@ -117,7 +121,10 @@ class TaskData:
 
     def __getitem__(self, index) -> "TaskData":
         if isinstance(index, numbers.Integral):
-            index = slice(int(index), int(index) + 1 if index != -1 else None)
+            i = int(index) + (len(self) if index < 0 else 0)
+            if not 0 <= i < len(self):  # the sequence protocol: iteration stops here
+                raise IndexError(f"TaskData index {index} out of range for {len(self)} sequences")
+            index = slice(i, i + 1)
         return TaskData(self.x[index], self.y[index], None if self.mask is None else self.mask[index])
 
     def to(self, device: torch.device | str) -> "TaskData":
@@ -273,6 +280,10 @@ class Task:
     def _scored(self, pred: torch.Tensor, data: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
         """The scored predictions and targets, flattened: ``(M, out)`` and ``(M, out)`` (regression) or
         ``(M,)`` (classification), with the targets on ``pred``'s device."""
+        if not isinstance(pred, torch.Tensor):
+            raise TypeError(f"{self.name}: predictions must be a torch.Tensor, got {type(pred).__name__}")
+        if not isinstance(data, TaskData):
+            raise TypeError(f"{self.name}: data must be a TaskData (from task.dataset), got {type(data).__name__}")
         n = len(data)
         if self.readout == "last":
             expected = (n, self.output_size)

@@ -115,6 +115,8 @@ class CharLMTask(Task):
 
     def encode(self, text: str) -> torch.Tensor:
         """Token ids of ``text`` (every character must be in the vocabulary)."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.name}: encode takes a str, got {type(text).__name__}")
         try:
             return torch.tensor([self._index[ch] for ch in text], dtype=torch.int64)
         except KeyError as e:
@@ -123,8 +125,13 @@ class CharLMTask(Task):
             ) from None
 
     def decode(self, tokens) -> str:
-        """The text of a sequence of token ids."""
-        return "".join(self.vocab[int(t)] for t in tokens)
+        """The text of a sequence of token ids (integers in [0, vocabulary size))."""
+        ids = tokens.tolist() if isinstance(tokens, (torch.Tensor, np.ndarray)) else list(tokens)
+        bad = [t for t in ids
+               if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < len(self.vocab)]
+        if bad:
+            raise ValueError(f"{self.name}: token ids must be integers in [0, {len(self.vocab)}), got {bad[0]!r}")
+        return "".join(self.vocab[t] for t in ids)
 
     def baseline_metric(self, length: int | None = None) -> float:
         vocab = len(self.vocab)

@@ -20,6 +20,7 @@ Classification over 10 classes from the last step; metric accuracy, chance 0.1; 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -49,6 +50,9 @@ MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
+#: the most dimensions an IDX header may declare (numpy's limit is 32 in 1.x; MNIST files have 1 or 3)
+_MAX_DIMS = 32
+
 _SUBFOLDERS = ("", "mnist", os.path.join("MNIST", "raw"))
 _WHERE_TO_GET = (
     "they are the four files of the standard MNIST distribution (the MNIST database of LeCun, Cortes and "
@@ -77,6 +81,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises ``ValueError`` naming the file when the magic number, type code or dimensions are invalid or the
     file size does not match its header (truncated or trailing data); ``FileNotFoundError`` when it is absent.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"read_idx: path must be a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     raw = _read_bytes(path)
     name = repr(str(path))
@@ -91,8 +97,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if code not in IDX_DTYPES:
         known = ", ".join(f"0x{c:02X} ({d.name})" for c, d in IDX_DTYPES.items())
         raise ValueError(f"{name}: unknown IDX type code 0x{code:02X}; expected one of {known}")
-    if ndim == 0:
-        raise ValueError(f"{name}: IDX header declares 0 dimensions; expected at least 1")
+    if ndim == 0 or ndim > _MAX_DIMS:
+        raise ValueError(f"{name}: IDX header declares {ndim} dimensions; expected 1 to {_MAX_DIMS}")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(
@@ -100,7 +106,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    count = math.prod(dims)  # Python integers: a lying header cannot overflow the size check
+    expected = count * dtype.itemsize
     actual = len(raw) - header
     if actual != expected:
         problem = "truncated" if actual < expected else "has trailing bytes"
@@ -108,7 +115,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{name}: file size does not match its header ({problem}): dimensions {dims} of {dtype.name} "
             f"need {expected} data bytes after the {header}-byte header, the file holds {actual}"
         )
-    data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(dims, dtype=np.int64)), offset=header)
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
     return data.reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -146,6 +153,8 @@ class SequentialMNISTTask(Task):
         if data_dir is None or data_dir == "":
             data_dir, source = os.environ.get("MRU_DATA_DIR"), "MRU_DATA_DIR"
         expected = ", ".join(MNIST_FILES.values())
+        if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+            raise ValueError(f"{self.name}: option data_dir must be a folder path, got {data_dir!r}")
         if not data_dir:
             raise DataNotFoundError(
                 f"{self.name} needs the MNIST IDX files ({expected}; optionally .gz): pass "

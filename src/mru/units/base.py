@@ -30,6 +30,13 @@ def _check_positive_int(name: str, value) -> int:
     return value
 
 
+def _check_bool(name: str, value) -> bool:
+    # a string such as "false" would silently read as True
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 class RecurrentLayer(nn.Module):
     """One layer of a unit: (batch, time, in) -> (batch, time, out) with an explicit state."""
 
@@ -67,7 +74,7 @@ class RecurrentUnit(nn.Module):
         self.num_layers = _check_positive_int("num_layers", num_layers)
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        self.batch_first = bool(batch_first)
+        self.batch_first = _check_bool("batch_first", batch_first)
         self.dropout = float(dropout)
         self.layers = nn.ModuleList(
             self.make_layer(input_size if i == 0 else hidden_size, hidden_size, **layer_kwargs)
@@ -114,8 +121,13 @@ class RecurrentUnit(nn.Module):
         p = self._reference()
         if x.device != p.device:
             raise ValueError(f"{name}: input is on {x.device} but the parameters are on {p.device}")
-        if x.shape[-1] != self.input_size or x.dim() not in ranks:
+        if x.dim() not in ranks or x.shape[-1] != self.input_size:
             raise ValueError(f"{name}: expected input of shape {what.format(n=self.input_size)}, got {tuple(x.shape)}")
+
+    def _check_batch(self, batch: int) -> None:
+        if batch == 0:
+            raise ValueError(f"{type(self).__name__}: input has an empty batch (batch size 0); "
+                             f"expected at least one sequence")
 
     def _check_state(self, h, batch: int, unbatched: bool) -> None:
         name = type(self).__name__
@@ -125,6 +137,9 @@ class RecurrentUnit(nn.Module):
         if tuple(h.shape) != want:
             raise ValueError(f"{name}: expected state of shape (num_layers, batch, state_size) = {want}, "
                              f"got {tuple(h.shape)}")
+        if not (h.is_floating_point() or h.is_complex()) or (h.is_complex() and not self.state_dtype.is_complex):
+            raise TypeError(f"{name}: state must be a {'complex' if self.state_dtype.is_complex else 'real'} "
+                            f"floating-point tensor (the unit's state dtype is {self.state_dtype}), got {h.dtype}")
         p = self._reference()
         if h.device != p.device:
             raise ValueError(f"{name}: state is on {h.device} but the parameters are on {p.device}")
@@ -141,6 +156,7 @@ class RecurrentUnit(nn.Module):
         elif not self.batch_first:
             x = x.transpose(0, 1)
         batch = x.shape[0]
+        self._check_batch(batch)
         if h0 is None:
             h0 = self.initial_state(batch)
         else:
@@ -165,6 +181,7 @@ class RecurrentUnit(nn.Module):
         if unbatched:
             x_t = x_t.unsqueeze(0)
         batch = x_t.shape[0]
+        self._check_batch(batch)
         if state is None:
             state = self.initial_state(batch)
         else:
@@ -173,7 +190,7 @@ class RecurrentUnit(nn.Module):
                 state = state.unsqueeze(1)
         new = []
         for i, layer in enumerate(self.layers):
-            x_t, s = layer.step(x_t, state[i])
+            x_t, s = layer.step(x_t, state[i].to(layer.state_dtype()))
             new.append(s)
             if i + 1 < self.num_layers and self.dropout > 0:
                 x_t = self.drop(x_t)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..scan import binary_sign, bmru_scan, heaviside
-from .base import RecurrentLayer, RecurrentUnit
+from .base import RecurrentLayer, RecurrentUnit, _check_bool
 
 
 class BMRULayer(RecurrentLayer):
@@ -62,9 +62,14 @@ class BMRULayer(RecurrentLayer):
     def step(self, x, state):
         c, beta = self.candidate(x), self.threshold(x)
         self._record_write_rate(c, beta)
-        z = c.abs() >= beta.abs()
-        sgn = torch.where(c >= 0, 1.0, -1.0).to(c.dtype)
-        s = torch.where(z, sgn + self.eps * state, state) if self.eps else torch.where(z, sgn, state)
+        # the surrogate step functions, so that gradients through ``step`` equal those of ``forward``;
+        # z is exactly 0 or 1, so for eps = 0 the state is exactly sign(c_t) or s_{t-1} (bit-identical)
+        z = heaviside(c.abs() - beta.abs(), self.gamma)
+        sgn = binary_sign(c, self.gamma)
+        s = z * (sgn + self.eps * state) + (1 - z) * state
+        # a NaN or Inf in c or beta decides no write: rather than read it as "hold", make it visible as NaN in
+        # the state and output (``forward`` raises on it; ``step`` avoids a host synchronisation per token)
+        s = torch.where(torch.isfinite(c) & torch.isfinite(beta), s, torch.nan)
         return self.alpha * s, s
 
     def extra_repr(self):
@@ -99,6 +104,8 @@ class BMRU(RecurrentUnit):
                  bias: bool = True, backend: str = "auto"):
         eps = self.default_eps if eps is None else eps
         _check_eps_gamma(eps, gamma)
+        _check_bool("learn_initial_state", learn_initial_state)
+        _check_bool("bias", bias)
         super().__init__(input_size, hidden_size, num_layers, batch_first, dropout, eps=eps, gamma=gamma,
                          learn_initial_state=learn_initial_state, bias=bias, backend=backend)
 

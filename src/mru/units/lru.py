@@ -15,6 +15,7 @@ The LRU's memory is *fading*: any input's effect decays like |Lambda|^t.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -83,7 +84,7 @@ class LRU(RecurrentUnit):
         state_size: size N of the complex state (default: hidden_size).
         r_min, r_max: ring of the eigenvalue moduli at init (DESIGN §4 defaults 0 and 1; long-memory tasks use
             about 0.9 and 0.999).
-        max_phase: eigenvalue phases drawn uniformly in [0, max_phase].
+        max_phase: eigenvalue phases drawn uniformly in [0, max_phase], 0 < max_phase <= 2π.
 
     The state (``h0``, ``h_n``) is complex: (num_layers, batch, state_size).
     """
@@ -91,11 +92,17 @@ class LRU(RecurrentUnit):
     def __init__(self, input_size, hidden_size, num_layers=1, batch_first=True, dropout=0.0, *,
                  state_size: int | None = None, r_min: float = 0.0, r_max: float = 1.0,
                  max_phase: float = 2 * math.pi, backend: str = "auto"):
+        for name, value in (("r_min", r_min), ("r_max", r_max), ("max_phase", max_phase)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {value!r}")
         if not 0.0 <= r_min <= r_max <= 1.0:
             raise ValueError(f"need 0 <= r_min <= r_max <= 1 for the eigenvalue ring, got r_min={r_min}, r_max={r_max}")
         if not max_phase > 0:
             raise ValueError(f"max_phase must be > 0, got {max_phase}")
-        if state_size is not None and (not isinstance(state_size, int) or state_size < 1):
+        if not max_phase <= 2 * math.pi:  # phases are angles: a wider range only wraps (and overflows if huge)
+            raise ValueError(f"max_phase must be at most 2*pi (phases are angles), got {max_phase}")
+        if state_size is not None and (isinstance(state_size, bool) or not isinstance(state_size, int)
+                                       or state_size < 1):
             raise ValueError(f"state_size must be a positive integer or None, got {state_size!r}")
         super().__init__(input_size, hidden_size, num_layers, batch_first, dropout, state_size=state_size,
                          r_min=r_min, r_max=r_max, max_phase=max_phase, backend=backend)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import RecurrentUnit, _check_positive_int
+from .base import RecurrentUnit, _check_bool, _check_positive_int
 
 
 class _TorchRNN(RecurrentUnit):
@@ -25,7 +25,7 @@ class _TorchRNN(RecurrentUnit):
         self.num_layers = _check_positive_int("num_layers", num_layers)
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        self.batch_first, self.dropout = bool(batch_first), float(dropout)
+        self.batch_first, self.dropout = _check_bool("batch_first", batch_first), float(dropout)
         self.rnn = self.rnn_class(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout)
 
     @property
@@ -52,7 +52,7 @@ class _TorchRNN(RecurrentUnit):
         return h
 
     def _run(self, x, h):
-        y, h_n = self.rnn(x, self._to_torch(h))
+        y, h_n = self.rnn(x, self._to_torch(h.to(self.state_dtype)))
         return y, self._from_torch(h_n)
 
     def forward(self, x, h0=None):
@@ -62,6 +62,7 @@ class _TorchRNN(RecurrentUnit):
         x = x.unsqueeze(0) if unbatched else (x if self.batch_first else x.transpose(0, 1))
         if x.shape[1] == 0:
             raise ValueError(f"{type(self).__name__}: input has an empty time axis")
+        self._check_batch(x.shape[0])
         if h0 is None:
             h0 = self.initial_state(x.shape[0])
         else:
@@ -76,6 +77,7 @@ class _TorchRNN(RecurrentUnit):
         self._check_input(x_t, (1, 2), "(batch, {n}) or unbatched ({n},)")
         unbatched = x_t.dim() == 1
         x_t = x_t.unsqueeze(0) if unbatched else x_t
+        self._check_batch(x_t.shape[0])
         if state is None:
             state = self.initial_state(x_t.shape[0])
         else:

@@ -23,7 +23,9 @@ import pytest
 import torch
 from tolerances import assert_bitwise_equal, assert_close
 
-from mru.scan import available_backends, bmru_scan, bmru_scan_ref, dispatch, linear_scan, linear_scan_ref
+from mru.scan import (
+    available_backends, binary_sign, bmru_scan, bmru_scan_ref, dispatch, heaviside, linear_scan, linear_scan_ref,
+)
 from mru.scan.torch_ops import SHORT_SEQUENCE, TorchOpsBackend
 
 CUDA = torch.cuda.is_available()
@@ -72,9 +74,15 @@ def _lengths(name):
 
 
 def with_lengths(names=("numba", "triton"), short=False):
-    """Parametrise (kernel, T) over each backend's lengths (``short``: the first three only)."""
-    cases = [(n, T) for n in names for T in (_lengths(n)[:3] if short else _lengths(n))]
-    return pytest.mark.parametrize("kernel,T", cases, indirect=["kernel"], ids=[f"{n}-T{T}" for n, T in cases])
+    """Parametrise (kernel, T) over each backend's lengths (``short``: the first three only). The longest
+    interpreter runs (seconds each) are marked slow."""
+    cases = []
+    for n in names:
+        lengths = _lengths(n)[:3] if short else _lengths(n)
+        for T in lengths:
+            slow = n == "triton" and not CUDA and T == lengths[-1] and T > 100
+            cases.append(pytest.param(n, T, id=f"{n}-T{T}", marks=[pytest.mark.slow] if slow else []))
+    return pytest.mark.parametrize("kernel,T", cases, indirect=["kernel"])
 
 
 with_backends = pytest.mark.parametrize("kernel", ["numba", "triton"], indirect=True)
@@ -124,6 +132,44 @@ def _grads(fn, inputs, w):
     return out.detach().cpu(), [g.cpu() for g in torch.autograd.grad(loss, leaves)]
 
 
+# The reference loops, step for step, but reading time step t with ``unbind`` instead of ``x[:, t]``: the
+# same operations, values and gradients (test_reference_loops_for_long_lengths checks it bit for bit), and a
+# backward linear in T. (Autograd of ``x[:, t]`` builds a full-size gradient of x at every step: T = 4097
+# would take minutes.) Used for the gradients of long sequences; states are always compared with the
+# reference functions themselves.
+
+def _linear_loop(a, b, h0):
+    h, states = h0, []
+    for at, bt in zip(a.unbind(1), b.unbind(1)):
+        h = at * h + bt
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def _bmru_loop(c, beta, s0, eps=0.0, gamma=1.0):
+    z = heaviside(c.abs() - beta.abs(), gamma)
+    sg = binary_sign(c, gamma)
+    s, states = s0, []
+    for zt, sgt in zip(z.unbind(1), sg.unbind(1)):
+        s = zt * (sgt + eps * s) + (1 - zt) * s
+        states.append(s)
+    return torch.stack(states, dim=1)
+
+
+def test_reference_loops_for_long_lengths():
+    a, b, h0, w = _linear_inputs(2, 63, torch.float64, seed=1)
+    out, grads = _grads(_linear_loop, (a, b, h0), w)
+    ref, ref_grads = _grads(linear_scan_ref, (a, b, h0), w)
+    for x, r, what in zip((out, *grads), (ref, *ref_grads), ("h", "grad a", "grad b", "grad h0")):
+        assert_bitwise_equal(x, r, what)
+    for eps in (0.0, 0.5, 1.0):
+        c, beta, s0, w = _bmru_inputs(2, 63, torch.float64, seed=1)
+        out, grads = _grads(lambda *x: _bmru_loop(*x, eps, 1.5), (c, beta, s0), w)
+        ref, ref_grads = _grads(lambda *x: bmru_scan_ref(*x, eps, 1.5), (c, beta, s0), w)
+        for x, r, what in zip((out, *grads), (ref, *ref_grads), ("s", "grad c", "grad beta", "grad s0")):
+            assert_bitwise_equal(x, r, f"{what}, eps={eps}")
+
+
 def _golden(xs):
     return [x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64) for x in xs]
 
@@ -145,7 +191,7 @@ def _check_grads(grads, ref_grads, names, dtype):
 def test_linear_scan_kernel(kernel, T, dtype):
     a, b, h0, w = _linear_inputs(2, T, dtype, seed=T)
     out, grads = _grads(lambda *x: linear_scan(*x, backend=kernel.name), _on(kernel.device, (a, b, h0)), w)
-    ref, ref_grads = _grads(linear_scan_ref, _golden((a, b, h0)), w)
+    ref, ref_grads = _grads(_linear_loop, _golden((a, b, h0)), w)
     assert out.dtype == dtype and out.shape == (2, T, D)
     if kernel.exact:
         assert_bitwise_equal(out, linear_scan_ref(a, b, h0), "states h vs the reference in the same dtype")
@@ -160,7 +206,7 @@ def test_complex_linear_scan_kernel(kernel, T, dtype):
     """|a| < 1 (the LRU's case); gradients in PyTorch's conjugate-Wirtinger convention (grad_a = g conj(h))."""
     a, b, h0, w = _linear_inputs(2, T, dtype, seed=T + 1)
     out, grads = _grads(lambda *x: linear_scan(*x, backend=kernel.name), _on(kernel.device, (a, b, h0)), w)
-    ref, ref_grads = _grads(linear_scan_ref, _golden((a, b, h0)), w)
+    ref, ref_grads = _grads(_linear_loop, _golden((a, b, h0)), w)
     assert out.dtype == dtype
     assert_close(out, ref, dtype, "complex states")
     assert_close(out[:, -1], ref[:, -1], dtype, "final state")
@@ -190,7 +236,7 @@ def test_bmru_scan_kernel(kernel, T, dtype, eps):
     gamma = 1.5
     scan = lambda c, beta, s0: bmru_scan(c, beta, s0, eps, gamma, backend=kernel.name)  # noqa: E731
     out, grads = _grads(scan, _on(kernel.device, (c, beta, s0)), w)
-    ref, ref_grads = _grads(lambda c, beta, s0: bmru_scan_ref(c, beta, s0, eps, gamma), _golden((c, beta, s0)), w)
+    ref, ref_grads = _grads(lambda c, beta, s0: _bmru_loop(c, beta, s0, eps, gamma), _golden((c, beta, s0)), w)
     assert out.dtype == dtype and out.shape == (2, T, D)
     # the states are bit-identical to the reference loop in the same dtype (eps * s is exact here)
     assert_bitwise_equal(out, bmru_scan_ref(c, beta, s0, eps, gamma), "BMRU/CMRU states")
@@ -205,7 +251,7 @@ def test_bmru_scan_kernel_any_eps(kernel):
     c, beta, s0, w = _bmru_inputs(2, 200, torch.float32, seed=11)
     scan = lambda c, beta, s0: bmru_scan(c, beta, s0, 0.3, 0.7, backend=kernel.name)  # noqa: E731
     out, grads = _grads(scan, _on(kernel.device, (c, beta, s0)), w)
-    ref, ref_grads = _grads(lambda c, beta, s0: bmru_scan_ref(c, beta, s0, 0.3, 0.7), _golden((c, beta, s0)), w)
+    ref, ref_grads = _grads(lambda c, beta, s0: _bmru_loop(c, beta, s0, 0.3, 0.7), _golden((c, beta, s0)), w)
     if kernel.exact:
         assert_bitwise_equal(out, bmru_scan_ref(c, beta, s0, 0.3, 0.7), "states")
     assert_close(out, ref, torch.float32, "states")
@@ -298,7 +344,9 @@ def test_non_contiguous_inputs(kernel, T):
 def test_rows_split_into_blocks(kernel, monkeypatch):
     """Rows split between tasks / programs (as for batch 1 on many threads), with a ragged last block."""
     if kernel.name == "numba":
-        monkeypatch.setattr("mru.scan.numba_cpu._block", lambda B, D: 16)
+        import numba
+
+        monkeypatch.setattr("mru.scan.numba_cpu._plan", lambda B, T, D: (numba.get_num_threads(), 16))
     else:
         monkeypatch.setattr("mru.scan.triton_gpu._block", lambda D: 16)
     a, b, h0, w = _linear_inputs(1, 40, torch.float64, seed=6)

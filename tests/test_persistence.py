@@ -124,7 +124,7 @@ def test_lru_response_to_the_bit_fades_below_the_bound(backend):
     layer = unit.layers[0]
     lam = layer.eigenvalues().detach()
     rho = lam.abs().max().item()
-    assert rho <= 0.999 + 1e-9
+    assert rho <= 0.999 + 1e-6                     # the ring, up to the float32 init's rounding
 
     x = latch_inputs({0: [1.0, -1.0]}, batch=2).double()
     with torch.no_grad():

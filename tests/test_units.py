@@ -121,8 +121,7 @@ def reference_initial_state(unit, batch):
     """DESIGN §2: the BMRU's learned s_0 is sign(initial); every other unit starts from zeros."""
     if isinstance(unit, BMRU):
         return torch.stack([binary_sign(layer.initial, layer.gamma).expand(batch, -1) for layer in unit.layers])
-    dtype = torch.complex128 if unit.state_dtype == torch.complex128 else unit.state_dtype
-    return torch.zeros(unit.num_layers, batch, unit.state_size, dtype=dtype)
+    return torch.zeros(unit.num_layers, batch, unit.state_size, dtype=unit.state_dtype)
 
 
 def reference(unit, x, h0=None):

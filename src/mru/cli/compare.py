@@ -62,7 +62,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="test at these multiples of the training length (default 1)")
     p.add_argument("--eval-tokens", type=int, default=None, metavar="N",
                    help="time steps per evaluation above 1x (default 100000)")
-    p.add_argument("--out-dir", default="runs/compare", help="folder of the runs and the results (default runs/compare)")
+    p.add_argument("--out-dir", default="runs/compare",
+                   help="folder of the runs and the results (default runs/compare)")
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of shared TrainConfig fields")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that already exist in --out-dir")
     p.add_argument("--verbose", "-v", action="store_true", help="log every evaluation of every run")

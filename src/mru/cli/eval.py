@@ -45,8 +45,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'mru train' or 'mru compare'")
     lengths = p.add_mutually_exclusive_group()
-    lengths.add_argument("--length", type=_ints, metavar="T[,T...]", help="sequence length(s) (default: the training length)")
-    lengths.add_argument("--factor", type=_floats, metavar="F[,F...]", help="length(s) as multiples of the training length")
+    lengths.add_argument("--length", type=_ints, metavar="T[,T...]",
+                         help="sequence length(s) (default: the training length)")
+    lengths.add_argument("--factor", type=_floats, metavar="F[,F...]",
+                         help="length(s) as multiples of the training length")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="data split (default test)")
     p.add_argument("--n", type=int, metavar="N", help="number of sequences (default: the run's size of the split)")
     p.add_argument("--checkpoint", default="auto", choices=("auto", "best", "last"),
@@ -84,13 +86,13 @@ def run(args) -> int:
                              bf16=config.bf16)
         except ValueError as e:  # a length the task cannot build
             raise UsageError(str(e)) from None
-        results.append({"length": length, "factor": length / task.length, args.split + "_" + task.metric_name: value})
+        results.append({"length": length, "factor": length / task.length, f"{args.split}_{task.metric_name}": value})
         if not args.json:
-            print(f"{config.task} {config.model} seed {config.seed} ({state['checkpoint']} checkpoint, step {state['step']}): "
-                  f"{args.split} "
-                  f"{task.metric_name} {value:.4f} at length {length} ({length / task.length:g}x training)")
+            print(f"{config.task} {config.model} seed {config.seed} ({state['checkpoint']} checkpoint, step "
+                  f"{state['step']}): {args.split} {task.metric_name} {value:.4f} at length {length} "
+                  f"({length / task.length:g}x training)")
     if args.json:
         print(json.dumps({"run_dir": args.run_dir, "task": config.task, "model": config.model, "seed": config.seed,
-                          "checkpoint": state["checkpoint"], "step": state["step"], "metric": task.metric_name, "split": args.split,
-                          "results": results}, indent=1))
+                          "checkpoint": state["checkpoint"], "step": state["step"], "metric": task.metric_name,
+                          "split": args.split, "results": results}, indent=1))
     return 0

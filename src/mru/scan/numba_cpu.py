@@ -3,11 +3,15 @@
 Every kernel is one pass over memory: a sequential loop over time inside a ``prange`` over tasks, a task
 being one batch element and one block of units (whole rows unless the batch is smaller than the thread
 count). Units are contiguous in the (batch, time, units) layout, so each time step touches one contiguous
-row per tensor, which LLVM vectorises; the running state lives in a small task-local array (reading it
-back from the previous output row instead defeats the vectoriser: LLVM cannot prove that two rows of one
-array do not overlap). Reverse (backward) kernels walk the units of a row in descending order as well, so
-every stream is a clean descending one: walking rows backwards but units forwards ran ~3x slower on the
-reference machine, the prefetcher failing on the zig-zag.
+row per tensor, and the loop over a row is written so that LLVM vectorises it:
+
+  - the running state lives in a small task-local array (reading it back from the previous output row
+    instead defeats the vectoriser: LLVM cannot prove that two rows of one array do not overlap);
+  - rows are indexed with unsigned integers (a signed index makes numba emit negative-index wraparound,
+    which LLVM then cannot analyse: "unsafe indirect dependence", no vectorisation);
+  - reverse (backward) kernels walk each row backwards too, so every stream is a clean descending one:
+    rows backwards but units forwards ran ~3x slower on the reference machine (the hardware prefetcher
+    does not follow the zig-zag), fully descending runs as fast as a forward scan.
 
 Kernels (DESIGN §2-3, §5):
   - linear scan        h_t = a_t h_{t-1} + b_t                      fp32, fp64, complex64, complex128
@@ -48,11 +52,12 @@ from .backend import ScanBackend
 __all__ = ["NumbaBackend"]
 
 
-def _jit(fn=None, **extra):
-    """``numba.njit`` for the kernels: parallel, on-disk cache when a cache location is writable."""
-    if fn is None:
-        return lambda f: _jit(f, **extra)
-    opts = dict(parallel=True, fastmath=False, nogil=True, **extra)
+def _jit(fn):
+    """``numba.njit`` for the kernels: parallel, on-disk cache when a cache location is writable.
+
+    ``error_model="numpy"``: no zero check on float divisions (the branch would stop vectorisation; the
+    only divisor, 1 + x^2 in the surrogate, is >= 1)."""
+    opts = dict(parallel=True, fastmath=False, nogil=True, error_model="numpy")
     try:
         return numba.njit(cache=True, **opts)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (no writable cache dir)
@@ -191,9 +196,7 @@ def _bmru_fwd(c, beta, s0, out, consts, check, blk):
                     orow[i] = v
 
 
-# error_model="numpy": float division without a zero check, which would stop vectorisation (the
-# denominators are >= 1). Only here: on the other kernels it measured 5x slower.
-@_jit(error_model="numpy")
+@_jit
 def _bmru_bwd(c, beta, s0, s, grad, grad_c, grad_beta, grad_s0, consts, blk):
     """Reverse pass of DESIGN §2-3, term by term as ``ScanBackend.bmru_bwd``:
 
@@ -249,6 +252,9 @@ def _bmru_bwd(c, beta, s0, s, grad, grad_c, grad_beta, grad_s0, consts, blk):
 
 #: narrowest block of units a task gets when a row is split between threads
 _MIN_BLOCK = 256
+#: elements per thread below which another thread costs more (waking it, sharing the cores with torch's
+#: own pool) than it brings; small scans, e.g. step mode, run on the calling thread alone
+_GRAIN = 1 << 16
 
 _NO_CHECK = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -258,15 +264,32 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().resolve_conj().resolve_neg().numpy()
 
 
-def _block(B: int, D: int) -> int:
-    """Units per task. Whole rows whenever the batch alone gives every thread a task: measured on a
-    2-core Zen 5, a task over half rows streams at about half the speed of one over whole rows (the
-    hardware prefetcher fetches the skipped half too). Narrower blocks (>= _MIN_BLOCK units) only when
-    batch < threads, e.g. batch-1 inference on a many-core machine."""
-    per_row = numba.get_num_threads() // B
-    if per_row <= 1:
-        return D
-    return min(D, max(_MIN_BLOCK, -(-D // per_row)))
+def _plan(B: int, T: int, D: int) -> tuple[int, int]:
+    """(threads, units per task) for a (B, T, D) scan.
+
+    Threads: at most numba's current setting, one per ``_GRAIN`` elements. Units per task: whole rows
+    whenever the batch alone gives every thread a task: measured on a 2-core Zen 5, a task over half rows
+    streams at about half the speed of one over whole rows (the prefetcher fetches the skipped half too).
+    Narrower blocks (>= ``_MIN_BLOCK`` units) only when batch < threads, e.g. batch-1 inference on a
+    many-core machine."""
+    threads = max(1, min(numba.get_num_threads(), (B * T * D) // _GRAIN))
+    per_row = threads // max(B, 1)
+    if per_row <= 1 or D == 0:
+        return threads, D
+    return threads, min(D, max(_MIN_BLOCK, -(-D // per_row)))
+
+
+def _run(kernel, threads: int, *args) -> None:
+    """``kernel(*args)`` on ``threads`` threads (numba's setting is per calling thread; restored after)."""
+    current = numba.get_num_threads()
+    if threads >= current:
+        kernel(*args)
+        return
+    numba.set_num_threads(threads)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(current)
 
 
 def _bmru_consts(dtype: np.dtype, eps: float, gamma: float = 1.0) -> np.ndarray:
@@ -281,27 +304,27 @@ class NumbaBackend(ScanBackend):
 
     def linear_scan_fwd(self, a, b, h0):
         out = torch.empty_like(b)
-        B, _, D = b.shape
-        _linear_fwd(_np(a), _np(b), _np(h0), _np(out), _block(B, D))
+        threads, blk = _plan(*b.shape)
+        _run(_linear_fwd, threads, _np(a), _np(b), _np(h0), _np(out), blk)
         return out
 
     def reverse_linear_scan(self, a, grad_h):
         out = torch.empty_like(grad_h)
-        B, _, D = grad_h.shape
-        _reverse_scan(_np(a), _np(grad_h), _np(out), _block(B, D))
+        threads, blk = _plan(*grad_h.shape)
+        _run(_reverse_scan, threads, _np(a), _np(grad_h), _np(out), blk)
         return out
 
     def linear_scan_bwd(self, a, h0, h, grad_h):
         grad_a, grad_b, grad_h0 = torch.empty_like(a), torch.empty_like(grad_h), torch.empty_like(h0)
-        B, _, D = grad_h.shape
-        _linear_bwd(_np(a), _np(h0), _np(h), _np(grad_h), _np(grad_a), _np(grad_b), _np(grad_h0), _block(B, D))
+        threads, blk = _plan(*grad_h.shape)
+        _run(_linear_bwd, threads, _np(a), _np(h0), _np(h), _np(grad_h), _np(grad_a), _np(grad_b), _np(grad_h0), blk)
         return grad_a, grad_b, grad_h0
 
     def bmru_fwd(self, c, beta, s0, eps):
         out = torch.empty_like(c)
         cn = _np(c)
-        B, _, D = c.shape
-        _bmru_fwd(cn, _np(beta), _np(s0), _np(out), _bmru_consts(cn.dtype, eps), _NO_CHECK[cn.dtype], _block(B, D))
+        threads, blk = _plan(*c.shape)
+        _run(_bmru_fwd, threads, cn, _np(beta), _np(s0), _np(out), _bmru_consts(cn.dtype, eps), _NO_CHECK[cn.dtype], blk)
         return out
 
     def bmru_fwd_checked(self, c, beta, s0, eps):
@@ -311,9 +334,9 @@ class NumbaBackend(ScanBackend):
         out = torch.empty_like(c)
         cn = _np(c)
         B, _, D = c.shape
-        blk = _block(B, D)
-        check = np.zeros(B * (-(-D // blk)), dtype=cn.dtype)
-        _bmru_fwd(cn, _np(beta), _np(s0), _np(out), _bmru_consts(cn.dtype, eps), check, blk)
+        threads, blk = _plan(*c.shape)
+        check = np.zeros(B * (-(-D // blk)) if D else 0, dtype=cn.dtype)
+        _run(_bmru_fwd, threads, cn, _np(beta), _np(s0), _np(out), _bmru_consts(cn.dtype, eps), check, blk)
         if np.isnan(check).any():
             return None, ("c" if not torch.isfinite(c).all() else "beta")
         return out, None
@@ -321,9 +344,9 @@ class NumbaBackend(ScanBackend):
     def bmru_bwd(self, c, beta, s0, s, grad_s, eps, gamma):
         grad_c, grad_beta, grad_s0 = torch.empty_like(c), torch.empty_like(beta), torch.empty_like(s0)
         cn = _np(c)
-        B, _, D = c.shape
-        _bmru_bwd(
-            cn, _np(beta), _np(s0), _np(s), _np(grad_s), _np(grad_c), _np(grad_beta), _np(grad_s0),
-            _bmru_consts(cn.dtype, eps, gamma), _block(B, D),
+        threads, blk = _plan(*c.shape)
+        _run(
+            _bmru_bwd, threads, cn, _np(beta), _np(s0), _np(s), _np(grad_s), _np(grad_c), _np(grad_beta),
+            _np(grad_s0), _bmru_consts(cn.dtype, eps, gamma), blk,
         )
         return grad_c, grad_beta, grad_s0

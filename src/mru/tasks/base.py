@@ -280,8 +280,9 @@ class Task:
     def _scored(self, pred: torch.Tensor, data: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
         """The scored predictions and targets, flattened: ``(M, out)`` and ``(M, out)`` (regression) or
         ``(M,)`` (classification), with the targets on ``pred``'s device."""
-        if not isinstance(pred, torch.Tensor):
-            raise TypeError(f"{self.name}: predictions must be a torch.Tensor, got {type(pred).__name__}")
+        if not isinstance(pred, torch.Tensor) or not pred.is_floating_point():
+            got = pred.dtype if isinstance(pred, torch.Tensor) else type(pred).__name__
+            raise TypeError(f"{self.name}: predictions must be a real floating-point torch.Tensor, got {got}")
         if not isinstance(data, TaskData):
             raise TypeError(f"{self.name}: data must be a TaskData (from task.dataset), got {type(data).__name__}")
         n = len(data)

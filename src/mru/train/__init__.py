@@ -1,7 +1,7 @@
 """mru.train — configs, schedules, checkpoints, the training loop and multi-run comparisons.
 
     from mru.train import TrainConfig, train, evaluate, load_run
-    result = train(TrainConfig(task="latch", model="bmru", steps=600))
+    result = train(TrainConfig(task="latch", model="bmru", steps=300))
     model, task, config, _ = load_run(result.run_dir)
     evaluate(model, task, "test", length=100 * task.length)     # length generalisation
 

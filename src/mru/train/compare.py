@@ -1,6 +1,6 @@
 """Models × tasks × seeds: one training run per cell, then a table of test metrics (mean ± std over seeds).
 
-    results = compare(["bmru", "lru", "gru"], ["latch"], seeds=[0, 1, 2], base=TrainConfig(steps=600),
+    results = compare(["bmru", "lru", "gru"], ["latch"], seeds=[0, 1, 2], base=TrainConfig(steps=300),
                       out_dir="runs/compare", eval_lengths=(1, 10, 100))
 
 Each run lives in ``out_dir/<task>/<model>/seed<seed>`` (a normal run folder: ``mru eval`` works on it).
@@ -17,13 +17,14 @@ import json
 import math
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import DEFAULT_STEPS, TrainConfig
 from .loop import SUMMARY, evaluate, load_run, train
 
 RESULTS_MD = "results.md"
@@ -105,8 +106,8 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
             summary = None if overwrite else _finished_result(run_dir, config)
             if summary is None:
                 resume = not overwrite and ckpt.checkpoint_path(run_dir, "last").is_file()
-                result = train(config, resume=resume, overwrite=True, quiet=not verbose or quiet,
-                               progress=progress if not quiet else False)
+                show_bar = (sys.stderr.isatty() and not quiet) if progress is None else progress
+                result = train(config, resume=resume, overwrite=True, quiet=quiet or not verbose, progress=show_bar)
                 summary = result.to_dict()
             else:
                 say(f"{head} reusing the finished run in {run_dir}")
@@ -143,6 +144,7 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
     results = {
         "models": list(models), "tasks": list(tasks), "seeds": list(seeds),
         "eval_lengths": [f"{f:g}" for f in factors],
+        "eval_tokens": eval_tokens,
         "base_config": {k: v for k, v in base.to_dict().items() if k not in ("task", "model", "seed", "out_dir")},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "device": _device_name(base), "threads": torch.get_num_threads()},
@@ -188,10 +190,15 @@ def markdown(results: dict) -> str:
     cfg = results["base_config"]
     lines.append(f"Test metric, mean ± std over seeds {', '.join(map(str, seeds))}; torch {env['torch']} on "
                  f"{env['device']} ({env['threads']} threads); total {results['total_time_s']:.0f} s.")
-    shown = ["steps", "epochs", "d_model", "n_layers", "batch_size", "lr", "length"]
-    lines.append("Config: " + ", ".join(f"{k}={cfg[k]}" for k in shown if cfg.get(k) is not None) + ".")
+    shown = {k: cfg.get(k) for k in ("steps", "epochs", "d_model", "n_layers", "batch_size", "lr", "length")}
+    if shown["steps"] is None and shown["epochs"] is None:
+        shown["steps"] = DEFAULT_STEPS
+    lines.append("Config: " + ", ".join(f"{k}={v}" for k, v in shown.items() if v is not None) + ".")
     lines.append("")
     factors = results["eval_lengths"]
+    if len(factors) > 1:
+        lines += [f"Above 1×, the test set is cut to about {results['eval_tokens']:,} time steps "
+                  f"(at least {MIN_EVAL_SEQUENCES} sequences) so that long evaluations stay cheap.", ""]
     for task in results["tasks"]:
         if task in results["skipped"]:
             lines += [f"## {task}", "", f"Skipped: {results['skipped'][task]}", ""]

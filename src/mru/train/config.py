@@ -26,8 +26,10 @@ from typing import Any
 DEVICES = ("auto", "cpu", "cuda")
 WRITE_RATE_NORMS = ("l1", "l2")
 
-#: steps of a run when neither ``steps`` nor ``epochs`` is given
-DEFAULT_STEPS = 600
+#: steps of a run when neither ``steps`` nor ``epochs`` is given. The defaults (300 steps, d_model 32, 2 blocks)
+#: are sized for the latch task on a 2-core CPU: `mru train --task latch --model bmru` reaches test accuracy
+#: >= 0.999 at 1x, 10x and 100x the training length (seeds 0, 1, 2) in about a minute
+DEFAULT_STEPS = 300
 
 
 @dataclass
@@ -44,7 +46,7 @@ class TrainConfig:
 
     # -- model (mru.nets.ModelConfig) -------------------------------------------------------------------
     model: str = "bmru"                                # a name of mru.registry.MODELS or units joined by "+"
-    d_model: int = 64
+    d_model: int = 32
     n_layers: int = 2
     combine: str = "sum"
     mlp_ratio: float = 2.0
@@ -79,7 +81,7 @@ class TrainConfig:
     seed: int = 0                                      # model init, data order, and the task's data seed
     device: str = "auto"                               # "auto" (cuda when available), "cpu", "cuda"
     bf16: bool = True                                  # bf16 autocast, on cuda only
-    eval_every: int = 100                              # steps between evaluations (and checkpoints)
+    eval_every: int = 50                               # steps between evaluations (and checkpoints)
     eval_batch_size: int = 256
     target_metric: float | None = None                 # stop early once the validation metric reaches it
     out_dir: str | None = None                         # run folder (None: runs/<task>-<model>-seed<seed>)

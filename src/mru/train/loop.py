@@ -84,7 +84,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False; use device 'auto' or 'cpu'")
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False; "
+                         "use device 'auto' or 'cpu'")
     return torch.device(name)
 
 
@@ -298,7 +299,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         resume: continue from the folder's "last" checkpoint (same config required, bar the fields in
             ``RESUME_SAFE_FIELDS``); the result is identical to an uninterrupted run.
         overwrite: start afresh even if the folder already holds a run (its checkpoints are replaced).
-        quiet: no progress bar and no log lines.
+        quiet: no log lines (and no progress bar unless ``progress=True``).
         progress: show a tqdm bar (default: when stderr is a terminal and not ``quiet``).
         stop_at: stop (with a "last" checkpoint) once this many steps are done, as if interrupted there —
             the schedules still span the whole run, so a later ``resume`` continues it.
@@ -329,7 +330,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
 
     step, rows = 0, []
     loop = {"loss_sum": 0.0, "loss_count": 0, "rate_sum": 0.0, "best_val": None, "best_step": None,
-            "elapsed_s": 0.0, "status": "running"}
+            "elapsed_s": 0.0}
     if resume:
         c = ckpt.load_checkpoint(last_path)
         _check_resumable(config, c.state["config"], last_path)
@@ -349,7 +350,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         f.writelines(json.dumps(r) + "\n" for r in rows)
     _write_csv(run_dir, rows)
 
-    show = (sys.stderr.isatty() if progress is None else progress) and not quiet
+    show = (sys.stderr.isatty() and not quiet) if progress is None else progress
     bar = _progress_bar(total, step, f"{config.task} {config.model}", show)
     log = _Log(quiet, bar)
     if not resume:
@@ -373,7 +374,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         blob = ckpt.serialize(tensors)
         state = {"step": step, "total_steps": total, "config": config.to_dict(), "task": task.config(),
                  "model_config": model.config.to_dict(), "metric_name": task.metric_name,
-                 "higher_is_better": task.higher_is_better, "metrics_rows": len(rows), "rng": ckpt.rng_state(boundary_rng[0]),
+                 "higher_is_better": task.higher_is_better, "metrics_rows": len(rows),
+                 "rng": ckpt.rng_state(boundary_rng[0]),
                  "schedule": schedule_at(max(step - 1, 0)),  # the values the weights were last trained with
                  "optimizer": meta, "loop": dict(loop)}
         for name in names:

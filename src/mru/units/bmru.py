@@ -159,7 +159,7 @@ class CMRU(BMRU):
 
 
 def _check_eps_gamma(eps, gamma) -> None:
-    if not (isinstance(eps, (int, float)) and 0.0 <= eps <= 1.0):
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and 0.0 <= eps <= 1.0):
         raise ValueError(f"eps must lie in [0, 1] (0 = BMRU, 1 = CMRU), got {eps!r}")
-    if not (isinstance(gamma, (int, float)) and 0.0 < gamma < float("inf")):
+    if isinstance(gamma, bool) or not (isinstance(gamma, (int, float)) and 0.0 < gamma < float("inf")):
         raise ValueError(f"gamma (surrogate slope) must be a finite number > 0, got {gamma!r}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -84,7 +83,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and numba threads")
-    p.add_argument("--reference", action="store_true", help="also time the reference loops (slow)")
+    p.add_argument("--reference", action="store_true",
+                   help="also time the reference loops' forward (slow; their autograd backward is quadratic in T)")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args(argv)
 
@@ -111,7 +111,7 @@ def main(argv=None):
 
     print(f"# scan kernels: B={B} T={T} units={D} {args.dtype}, {args.threads} threads, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print(f"# backends: { {k: v for k, v in backends.items()} }")
+    print(f"# backends: {backends}")
 
     # floors: elements moved (read + written) by each op, in units of N
     floors = {}
@@ -147,9 +147,9 @@ def main(argv=None):
         cases.append((f"{name} fwd+bwd", 9, {
             **{k: fwd_bwd(bmru(eps, k), (c, beta, s0), w) for k in kernels},
             "torch": fwd_bwd(bmru(eps, "torch"), (c, beta, s0), w),
-            **({"reference": fwd_bwd(lambda *x: bmru_scan_ref(*x, eps), (c, beta, s0), w)} if args.reference else {}),
         }))
-    for label, (a_, b_, h_), m_f, m_fb in (("linear real", (a, bb, s0), 3, 8), ("linear complex", (ac, bc, h0c), 6, 16)):
+    linear = (("linear real", (a, bb, s0), 3, 8), ("linear complex", (ac, bc, h0c), 6, 16))
+    for label, (a_, b_, h_), m_f, m_fb in linear:
         cases.append((f"{label} fwd", m_f, {
             **{k: (lambda k=k, x=(a_, b_, h_): linear_scan(*x, backend=k)) for k in kernels},
             "torch": lambda x=(a_, b_, h_): linear_scan(*x, backend="torch"),
@@ -161,7 +161,6 @@ def main(argv=None):
             **{k: fwd_bwd(lambda *x, k=k: linear_scan(*x, backend=k), (a_, b_, h_), w) for k in kernels},
             "torch": fwd_bwd(lambda *x: linear_scan(*x, backend="torch"), (a_, b_, h_), w),
             "tree scan": fwd_bwd(tree_scan, (a_, b_, h_), w),
-            **({"reference": fwd_bwd(linear_scan_ref, (a_, b_, h_), w)} if args.reference else {}),
         }))
 
     results = {"config": vars(args), "floors_ms": {}, "cases": {}}
@@ -180,15 +179,11 @@ def main(argv=None):
         fl = floor["prealloc"][1]
         print(f"{name}  (moves {moved} N floats; floor {fl*1e3:.3f} ms prealloc, {floor['fresh'][1]*1e3:.3f} ms fresh)")
         results["cases"][name] = {}
-        ref_time = None
         for backend, fn in fns.items():
             reps = 3 if backend in ("reference", "tree scan") and T > 1000 else R
             med, mn = timeit(fn, reps)
             results["cases"][name][backend] = {"median_ms": med * 1e3, "min_ms": mn * 1e3}
-            extra = ""
-            if backend == "torch":
-                ref_time = mn
-            print(f"    {backend:22s} {med*1e3:9.3f} / {mn*1e3:9.3f}   x floor {mn/fl:6.2f}{extra}")
+            print(f"    {backend:22s} {med*1e3:9.3f} / {mn*1e3:9.3f}   x floor {mn/fl:6.2f}")
         for k in kernels:
             if k in results["cases"][name]:
                 mn = results["cases"][name][k]["min_ms"] / 1e3

@@ -369,9 +369,12 @@ def test_rows_split_into_blocks(kernel, monkeypatch):
 def test_auto_picks_numba_for_long_cpu_sequences(monkeypatch):
     pytest.importorskip("numba", reason="numba is not installed (the fallback is tested below)")
     monkeypatch.delenv("MRU_SCAN_BACKEND", raising=False)
-    x = torch.zeros(2, SHORT_SEQUENCE + 1, 3)
+    short = dispatch._load("numba").short_sequence
+    assert 1 <= short <= SHORT_SEQUENCE
+    x = torch.zeros(2, short + 1, 3)
     assert dispatch.resolve_backend("auto", x).name == "numba"
-    assert dispatch.resolve_backend("auto", x[:, :SHORT_SEQUENCE]).name == "torch"  # short / step mode
+    assert dispatch.resolve_backend("auto", x[:, :short]).name == "torch"  # short sequences, step mode
+    assert dispatch.resolve_backend("auto", x[:, :1]).name == "torch"
 
 
 def test_fallback_when_numba_is_missing(monkeypatch):

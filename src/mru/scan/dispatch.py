@@ -3,7 +3,9 @@
 Order of preference for ``backend="auto"``:
   cuda tensors -> "triton" (fused GPU kernels), else "torch";
   cpu tensors  -> "numba" (compiled loop, parallel over batch x units), else "torch".
-Short sequences (T <= ``SHORT_SEQUENCE``) take "torch", whose plain loop is cheapest there.
+Short sequences take "torch", whose plain loop is cheapest there: T <= the preferred backend's
+``short_sequence`` (default ``SHORT_SEQUENCE`` = 16; numba's measured break-even is T = 2, one call's
+overhead being about that of two torch ops).
 The environment variable ``MRU_SCAN_BACKEND`` overrides "auto" (e.g. ``MRU_SCAN_BACKEND=torch``).
 "reference" is the autograd-through-a-loop specification (``reference.py``), never chosen automatically.
 """
@@ -78,10 +80,10 @@ def resolve_backend(name: str | None, x) -> ScanBackend | str:
                 f"use backend='auto' or one of {backend.device_types}"
             )
         return backend
-    if x.shape[1] > SHORT_SEQUENCE:
-        preferred = "triton" if x.device.type == "cuda" else "numba" if x.device.type == "cpu" else None
-        if preferred is not None:
-            backend = _load(preferred)
-            if backend is not None and backend.supports(x):
-                return backend
+    preferred = "triton" if x.device.type == "cuda" else "numba" if x.device.type == "cpu" else None
+    if preferred is not None and x.shape[1] > 1:
+        backend = _load(preferred)
+        if (backend is not None and backend.supports(x)
+                and x.shape[1] > getattr(backend, "short_sequence", SHORT_SEQUENCE)):
+            return backend
     return _LOADED["torch"]

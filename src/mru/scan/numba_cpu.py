@@ -301,6 +301,9 @@ class NumbaBackend(ScanBackend):
 
     name = "numba"
     device_types = ("cpu",)
+    #: "auto" uses torch ops up to this length: a call costs ~20 us, as much as two or three torch ops
+    #: (B=8, units=128: numba is faster from T = 2 for the BMRU, from T = 3 for the linear scan)
+    short_sequence = 2
 
     def linear_scan_fwd(self, a, b, h0):
         out = torch.empty_like(b)
@@ -324,7 +327,8 @@ class NumbaBackend(ScanBackend):
         out = torch.empty_like(c)
         cn = _np(c)
         threads, blk = _plan(*c.shape)
-        _run(_bmru_fwd, threads, cn, _np(beta), _np(s0), _np(out), _bmru_consts(cn.dtype, eps), _NO_CHECK[cn.dtype], blk)
+        consts = _bmru_consts(cn.dtype, eps)
+        _run(_bmru_fwd, threads, cn, _np(beta), _np(s0), _np(out), consts, _NO_CHECK[cn.dtype], blk)
         return out
 
     def bmru_fwd_checked(self, c, beta, s0, eps):

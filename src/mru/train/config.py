@@ -21,7 +21,6 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
 WRITE_RATE_NORMS = ("l1", "l2")

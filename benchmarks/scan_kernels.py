@@ -16,8 +16,9 @@ above glibc's mmap threshold, page faults) and into a preallocated one (pure ban
 quoted against the preallocated, traffic-matched floor, the strictest of the four.
 
 Timings are the median and the minimum of ``--repeats`` runs after two warm-up runs (the minimum is the
-better estimate on a machine shared with other work). fwd+bwd runs the forward and ``backward`` through
-autograd, with every allocation the training step would make.
+better estimate on a machine shared with other work; there, ``--threads 1 --clock cpu`` measures CPU time,
+which excludes waiting for a core). fwd+bwd runs the forward and ``backward(grad)`` through
+autograd, with every allocation a training step makes.
 """
 
 from __future__ import annotations
@@ -34,14 +35,17 @@ import torch
 from mru.scan import available_backends, bmru_scan, bmru_scan_ref, linear_scan, linear_scan_ref
 
 
+CLOCK = time.perf_counter
+
+
 def timeit(fn, repeats):
     fn()
     fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times), min(times)
 
 
@@ -64,13 +68,14 @@ def tree_scan(a, b, h0):
 
 
 def fwd_bwd(scan, inputs, w):
+    """Forward, then backward of the incoming gradient ``w`` (no loss ops around the scan)."""
     leaves = [x.detach().requires_grad_(True) for x in inputs]
+    grad = w.to(inputs[1].dtype)
 
     def run():
         for x in leaves:
             x.grad = None
-        out = scan(*leaves)
-        (out.real if out.is_complex() else out).mul(w).sum().backward()
+        scan(*leaves).backward(grad)
 
     return run
 
@@ -85,8 +90,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and numba threads")
     p.add_argument("--reference", action="store_true",
                    help="also time the reference loops' forward (slow; their autograd backward is quadratic in T)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall: elapsed time; cpu: this process's CPU time, which does not count the time its "
+                        "threads wait for a core (use with --threads 1 on a machine shared with other work)")
     p.add_argument("--json", help="write the results to this file")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     B, T, D = args.batch, args.length, args.units
     dtype = getattr(torch, args.dtype)
@@ -109,7 +119,7 @@ def main(argv=None):
     bc = torch.randn(B, T, D, generator=g, dtype=cdtype)
     h0c = torch.zeros(B, D, dtype=cdtype)
 
-    print(f"# scan kernels: B={B} T={T} units={D} {args.dtype}, {args.threads} threads, "
+    print(f"# scan kernels: B={B} T={T} units={D} {args.dtype}, {args.threads} threads, {args.clock} clock, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(f"# backends: {backends}")
 

@@ -377,6 +377,21 @@ def test_auto_picks_numba_for_long_cpu_sequences(monkeypatch):
     assert dispatch.resolve_backend("auto", x[:, :1]).name == "torch"
 
 
+def test_small_numba_scans_stay_on_the_calling_thread():
+    """Below ``_GRAIN`` elements per thread a scan runs single-threaded (waking threads costs more); numba's
+    per-thread setting is restored afterwards; long scans use every thread, whole rows per task."""
+    numba = pytest.importorskip("numba", reason="numba is not installed")
+    from mru.scan.numba_cpu import _GRAIN, _plan
+
+    threads = numba.get_num_threads()
+    assert _plan(1, 3, 64) == (1, 64)
+    assert _plan(8, 4096, 128) == (min(threads, 8 * 4096 * 128 // _GRAIN), 128)
+    c, beta, s0, _ = _bmru_inputs(1, 5, torch.float32, seed=9)
+    s = bmru_scan(c, beta, s0, backend="numba")
+    assert numba.get_num_threads() == threads
+    assert_bitwise_equal(s, bmru_scan_ref(c, beta, s0), "states")
+
+
 def test_fallback_when_numba_is_missing(monkeypatch):
     """Without numba the CPU kernels are reported unavailable with the reason and "auto" runs torch ops."""
     monkeypatch.delitem(dispatch._LOADED, "numba", raising=False)

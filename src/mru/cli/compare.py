@@ -65,6 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs/compare",
                    help="folder of the runs and the results (default runs/compare)")
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of shared TrainConfig fields")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="skip the figures (learning curves; state raster and hysteresis loops of BMRU models)")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that already exist in --out-dir")
     p.add_argument("--verbose", "-v", action="store_true", help="log every evaluation of every run")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing")
@@ -99,5 +101,11 @@ def run(args) -> int:
                 overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
     except CheckpointError as e:
         raise UsageError(f"{e} (use --overwrite to retrain, or another --out-dir)") from None
+    if args.plots:
+        from mru.plots import compare_figures
+
+        for path in compare_figures(args.out_dir, args.tasks, args.models, seed=args.seeds[0]):
+            if not args.quiet:
+                print(f"wrote {path}")
     return 0
 

@@ -9,8 +9,9 @@
 
 from .bifurcation import bistable_cell_sweep, plot_bifurcation
 from .curves import plot_learning_curves, read_metrics
+from .runs import compare_figures
 from .hysteresis import bmru_sweep, mean_thresholds, plot_hysteresis
 from .raster import bmru_states, plot_state_raster
 
-__all__ = ["plot_learning_curves", "read_metrics", "plot_state_raster", "bmru_states", "plot_hysteresis",
+__all__ = ["compare_figures", "plot_learning_curves", "read_metrics", "plot_state_raster", "bmru_states", "plot_hysteresis",
            "bmru_sweep", "mean_thresholds", "plot_bifurcation", "bistable_cell_sweep"]

@@ -302,7 +302,8 @@ class NumbaBackend(ScanBackend):
     name = "numba"
     device_types = ("cpu",)
     #: "auto" uses torch ops up to this length: a call costs ~20 us, as much as two or three torch ops
-    #: (B=8, units=128: numba is faster from T = 2 for the BMRU, from T = 3 for the linear scan)
+    #: (measured at B = 1-64, units = 64-256: numba is faster from T = 1 for the BMRU, from T = 3-4 for
+    #: the linear scan, on par at T = 2)
     short_sequence = 2
 
     def linear_scan_fwd(self, a, b, h0):

@@ -19,8 +19,8 @@ def linear_scan_ref(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = 
     """All states of h_t = a_t * h_{t-1} + b_t for (batch, time, units) inputs; h_0 defaults to 0."""
     h = torch.zeros_like(b[:, 0]) if h0 is None else h0
     states = []
-    for t in range(b.shape[1]):
-        h = a[:, t] * h + b[:, t]
+    for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # unbind: one backward node, not a full-size grad per step
+        h = a_t * h + b_t
         states.append(h)
     return torch.stack(states, dim=1)
 
@@ -37,8 +37,7 @@ def bmru_scan_ref(
     sg = binary_sign(c, gamma)
     s = torch.zeros_like(c[:, 0]) if s0 is None else s0
     states = []
-    for t in range(c.shape[1]):
-        zt = z[:, t]
-        s = zt * (sg[:, t] + eps * s) + (1 - zt) * s
+    for zt, sgt in zip(z.unbind(1), sg.unbind(1)):
+        s = zt * (sgt + eps * s) + (1 - zt) * s
         states.append(s)
     return torch.stack(states, dim=1)

@@ -39,24 +39,9 @@ def plot_hysteresis(beta, out, labels=None, title: str = "BMRU hysteresis loop")
     return save_png(fig, out)
 
 
-@torch.no_grad()
 def mean_thresholds(model, x) -> list[torch.Tensor]:
     """Mean |beta_t| per unit (units,) of every BMRU/CMRU layer of ``model`` while it reads ``x``: the
     half-width of each unit's hysteresis loop on that data."""
-    from ..units.bmru import BMRULayer
+    from .raster import on_bmru_layers
 
-    out = []
-
-    def hook(layer, inputs, _output):
-        out.append(layer.threshold(inputs[0]).abs().mean(dim=(0, 1)))
-
-    layers = [m for m in model.modules() if isinstance(m, BMRULayer)]
-    if not layers:
-        raise ValueError("the model has no BMRU or CMRU layer")
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out
+    return on_bmru_layers(model, x, lambda layer, x_in, _s0: layer.threshold(x_in).abs().mean(dim=(0, 1)))

@@ -10,25 +10,26 @@ from .figure import new_figure, save_png
 
 
 @torch.no_grad()
-def bmru_states(model, x) -> list[torch.Tensor]:
-    """The states s (batch, time, units) of every BMRU/CMRU layer of ``model`` while it reads ``x``."""
+def on_bmru_layers(model, x, fn) -> list:
+    """Run ``model(x)`` and collect ``fn(layer, layer_input, s0)`` for every BMRU/CMRU layer it calls."""
     captured = []
-
-    def hook(layer, inputs, _output):
-        x_in, s0 = inputs
-        c, beta = layer.candidate(x_in), layer.threshold(x_in)
-        captured.append(bmru_scan(c, beta, s0, layer.eps, layer.gamma))
-
     layers = [m for m in model.modules() if isinstance(m, BMRULayer)]
     if not layers:
-        raise ValueError("the model has no BMRU or CMRU layer to draw")
-    handles = [m.register_forward_hook(hook) for m in layers]
+        raise ValueError("the model has no BMRU or CMRU layer")
+    handles = [m.register_forward_hook(lambda layer, inputs, _out: captured.append(fn(layer, *inputs)))
+               for m in layers]
     try:
         model(x)
     finally:
         for h in handles:
             h.remove()
     return captured
+
+
+def bmru_states(model, x) -> list[torch.Tensor]:
+    """The states s (batch, time, units) of every BMRU/CMRU layer of ``model`` while it reads ``x``."""
+    return on_bmru_layers(model, x, lambda layer, x_in, s0: bmru_scan(
+        layer.candidate(x_in), layer.threshold(x_in), s0, layer.eps, layer.gamma))
 
 
 def plot_state_raster(states, out, title: str = "BMRU states", max_units: int = 64, inputs=None):

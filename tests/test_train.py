@@ -339,3 +339,33 @@ def test_evaluate_in_chunks_equals_one_batch(uninterrupted):
     chunked = evaluate_data(model, task, data, batch_size=24, max_elements=50 * 8 * 3)  # 3 sequences a chunk
     assert whole == pytest.approx(chunked, abs=1e-12)
     assert math.isfinite(evaluate(model, task, "test", length=200, n=8))
+
+
+def test_nan_loss_stops_with_a_diagnostic_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """A NaN loss at step 5 stops the run: the message names the step and the parameters with non-finite
+    gradients, no update is applied, and the checkpoint written at step 4 stays valid and loadable."""
+    from mru.cli import main
+    from mru.train.checkpoint import checkpoint_path, load_checkpoint
+    from mru.tasks.latch import LatchTask
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--task", "latch", "--length", "20", "--n-train", "64", "--n-val", "32", "--n-test", "32",
+            "--d-model", "8", "--n-layers", "1", "--batch-size", "16", "--steps", "10", "--eval-every", "4",
+            "--device", "cpu", "--quiet", "--out-dir", str(run_dir)]
+    calls = {"n": 0}
+    real_loss = LatchTask.loss
+
+    def poisoned(self, pred, data):
+        calls["n"] += 1
+        loss = real_loss(self, pred, data)
+        return loss * float("nan") if calls["n"] == 5 and pred.requires_grad else loss
+
+    monkeypatch.setattr(LatchTask, "loss", poisoned)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "the loss became nan at step 5" in err
+    assert "non-finite gradients: encoder.weight" in err and "last good checkpoint" in err
+    c = load_checkpoint(checkpoint_path(run_dir, "last"))
+    assert c.state["step"] == 4
+    for name, t in c.model_state().items():
+        assert torch.isfinite(t).all(), name

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 
 from mru.train.config import DEFAULT_STEPS
 
@@ -229,7 +230,7 @@ def run(args) -> int:
     from mru.train import CheckpointError, train
     from mru.train.checkpoint import checkpoint_path, read_state
     from mru.train.config import TrainConfig
-    from mru.train.loop import RESUME_SAFE_FIELDS
+    from mru.train.loop import RESUME_SAFE_FIELDS, TrainingDiverged
 
     if args.resume:
         if args.config:
@@ -256,6 +257,9 @@ def run(args) -> int:
     preflight(config)
     try:
         result = train(config, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    except TrainingDiverged as e:
+        print(f"mru train: stopped: {e}", file=sys.stderr)
+        return 1
     except (CheckpointError, FileExistsError) as e:
         if isinstance(e, FileExistsError):
             raise UsageError(f"run folder {str(config.run_dir)!r} already holds a run; continue it with 'mru train "

@@ -200,6 +200,20 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
     return model, task, config, c.state
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; no update was applied and the last good checkpoint is untouched."""
+
+
+def _divergence_report(model, value: float, step: int, run_dir) -> str:
+    grads = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    values = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    show = lambda names: ", ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")  # noqa: E731
+    return (f"the loss became {value} at step {step}; "
+            f"parameters with non-finite gradients: {show(grads) or 'none'}; "
+            f"with non-finite values: {show(values) or 'none'}. No update was applied and the last good "
+            f"checkpoint in {run_dir} is kept: resume it with a lower --lr or a smaller --grad-clip.")
+
+
 # -- the loop ----------------------------------------------------------------------------------------------
 
 
@@ -460,6 +474,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
                     objective = loss + config.write_rate_penalty * penalty
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
+                if not torch.isfinite(objective.detach()):
+                    raise TrainingDiverged(_divergence_report(model, float(objective.detach()), step + 1, run_dir))
                 if config.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 in_update = True

@@ -47,7 +47,7 @@ def run(args) -> int:
         raise UsageError(f"--device must be cpu, cuda or auto, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but this torch sees no CUDA device")
-    command = "mru " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mru bench"
+    command = "mru bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "mru bench"
     results = run_suites(names, device, args.quick,
                          progress=lambda n: print(f"[bench] {n} ...", file=sys.stderr, flush=True))
     print(markdown(results, command, args.quick))

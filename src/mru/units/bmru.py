@@ -62,6 +62,14 @@ class BMRULayer(RecurrentLayer):
     def step(self, x, state):
         c, beta = self.candidate(x), self.threshold(x)
         self._record_write_rate(c, beta)
+        if not torch.is_grad_enabled():
+            # inference: the same states with fewer kernels; (c + beta) * 0 is exactly 0 unless c or beta is
+            # NaN/Inf, which it turns into NaN as below
+            new = torch.where(c >= 0, 1.0, -1.0).to(c.dtype)
+            if self.eps:
+                new = new + self.eps * state
+            s = torch.where(c.abs() >= beta.abs(), new, state) + (c + beta) * 0
+            return self.alpha * s, s
         # the surrogate step functions, so that gradients through ``step`` equal those of ``forward``;
         # z is exactly 0 or 1, so for eps = 0 the state is exactly sign(c_t) or s_{t-1} (bit-identical)
         z = heaviside(c.abs() - beta.abs(), self.gamma)

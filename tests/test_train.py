@@ -369,3 +369,36 @@ def test_nan_loss_stops_with_a_diagnostic_and_keeps_the_last_good_checkpoint(tmp
     assert c.state["step"] == 4
     for name, t in c.model_state().items():
         assert torch.isfinite(t).all(), name
+
+
+def test_sigkill_mid_training_resumes_losing_only_the_work_since_the_last_checkpoint(tmp_path):
+    """A run killed with SIGKILL (no handler can run) resumes from its last checkpoint and ends exactly
+    where an uninterrupted run ends: same metrics rows, same weights."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    steps = 400
+    killed = tiny(tmp_path, "killed", steps=steps)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({k: v for k, v in killed.to_dict().items() if k != "out_dir"}))
+    proc = subprocess.Popen([sys.executable, "-m", "mru", "train", "--config", str(config_file), "--quiet",
+                             "--out-dir", killed.out_dir], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = ckpt.checkpoint_path(killed.run_dir, "last")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.is_file() and ckpt.read_state(last)["step"] >= 8:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    at_kill = ckpt.read_state(last)["step"]
+    assert 8 <= at_kill < steps
+    resumed = train(killed, resume=True, quiet=True)
+    assert resumed.steps == steps
+    reference = train(tiny(tmp_path, "reference", steps=steps), quiet=True)
+    assert reference.steps == steps
+    assert rows_without_time(killed.run_dir) == rows_without_time(tmp_path / "reference")
+    assert_same_tensors(final_tensors(killed.run_dir), final_tensors(tmp_path / "reference"))

@@ -251,26 +251,25 @@ def _check_task_name(name: str) -> str:
     return key
 
 
-def _positive_int(cfg, *names, optional=False) -> None:
+def _int_at_least(cfg, low: int, *names, optional=False) -> None:
+    """Check and normalise the integer fields ``names`` of ``cfg`` to be >= ``low`` (None allowed if optional)."""
+    kind = "positive" if low == 1 else "non-negative"
     for name in names:
         v = getattr(cfg, name)
         if v is None and optional:
             continue
         v = _as_int(name, v)
-        if v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
+        if v < low:
+            raise ValueError(f"{name} must be a {kind} integer, got {v}")
         setattr(cfg, name, v)
+
+
+def _positive_int(cfg, *names, optional=False) -> None:
+    _int_at_least(cfg, 1, *names, optional=optional)
 
 
 def _non_negative_int(cfg, *names, optional=False) -> None:
-    for name in names:
-        v = getattr(cfg, name)
-        if v is None and optional:
-            continue
-        v = _as_int(name, v)
-        if v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v}")
-        setattr(cfg, name, v)
+    _int_at_least(cfg, 0, *names, optional=optional)
 
 
 def _as_int(name, v) -> int:

@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UsageError as e:
-        print(f"mru {args.command}: error: {e}", file=sys.stderr)
+        from mru.train.distributed import is_main_process
+
+        if is_main_process():  # under torchrun every rank finds the same mistake; say it once
+            print(f"mru {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mru {args.command}: interrupted", file=sys.stderr)

@@ -101,7 +101,9 @@ def run(args) -> int:
                 overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
     except CheckpointError as e:
         raise UsageError(f"{e} (use --overwrite to retrain, or another --out-dir)") from None
-    if args.plots:
+    from mru.train.distributed import is_main_process
+
+    if args.plots and is_main_process():
         from mru.plots import compare_figures
 
         for path in compare_figures(args.out_dir, args.tasks, args.models, seed=args.seeds[0]):

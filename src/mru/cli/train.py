@@ -231,6 +231,7 @@ def run(args) -> int:
     from mru.train.checkpoint import checkpoint_path, read_state
     from mru.train.config import TrainConfig
     from mru.train.loop import RESUME_SAFE_FIELDS, TrainingDiverged
+    from mru.train.distributed import is_main_process
 
     if args.resume:
         if args.config:
@@ -265,7 +266,7 @@ def run(args) -> int:
             raise UsageError(f"run folder {str(config.run_dir)!r} already holds a run; continue it with 'mru train "
                              f"--resume {config.run_dir}', or pass --overwrite or another --out-dir") from None
         raise UsageError(str(e)) from None
-    if args.quiet:
+    if args.quiet or not is_main_process():
         return 0
     if result.test_metric is not None:
         print(f"{result.task} {result.model} seed {result.seed}: test {result.metric_name} "

@@ -316,6 +316,25 @@ class Task:
             return F.mse_loss(p, y.float())
         return F.cross_entropy(p, y)
 
+    def loss_parts(self, pred: torch.Tensor, data: TaskData) -> tuple[torch.Tensor, int]:
+        """``(sum, count)`` with ``loss == sum / count`` (up to rounding): the per-element losses summed, and
+        how many there are. Data-parallel training divides each rank's sum by the global batch's count."""
+        p, y = self._scored(pred, data)
+        if p.shape[0] == 0:
+            return pred.sum() * 0.0, 0
+        if self.target == "regression":
+            return F.mse_loss(p, y.float(), reduction="sum"), p.numel()
+        return F.cross_entropy(p, y, reduction="sum"), p.shape[0]
+
+    def loss_count(self, data: TaskData) -> int:
+        """The ``count`` of :meth:`loss_parts` for ``data``, from its shape and mask alone (no predictions)."""
+        width = self.output_size if self.target == "regression" else 1
+        if self.readout == "last":
+            return len(data) * width
+        if data.mask is not None:
+            return int(data.mask.sum()) * width
+        return len(data) * data.length * width
+
     @torch.no_grad()
     def metric_parts(self, pred: torch.Tensor, data: TaskData) -> tuple[float, int]:
         """``(total, count)`` with ``metric == total / count``, so results over several batches combine

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from .distributed import is_main_process
 from .config import DEFAULT_STEPS, TrainConfig
 from .loop import SUMMARY, evaluate, load_run, train
 
@@ -84,7 +85,8 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
 
     A task whose data are absent (e.g. MNIST without its files) is skipped and noted in the table. Finished
     runs with the same config are reused and interrupted ones resumed, unless ``overwrite``. Returns the
-    content of results.json.
+    content of results.json. Under torchrun every rank calls it, each run is data-parallel, and rank 0
+    alone prints and writes.
     """
     from ..tasks import DataNotFoundError
 
@@ -92,6 +94,8 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     factors = sorted({float(f) for f in eval_lengths} | {1.0})
+    main = is_main_process()
+    quiet = quiet or not main
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     cells = [(t, m, s) for t in tasks for m in models for s in seeds]
     runs, skipped = [], {}
@@ -136,7 +140,8 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
                "metric_name": summary["metric_name"], "higher_is_better": summary["higher_is_better"],
                "train_length": summary["train_length"], "status": summary["status"], "steps": summary["steps"],
                "best_step": summary["best_step"], "best_val": summary["best_val"],
-               "train_time_s": summary["wall_time_s"], "eval_time_s": round(eval_time, 3), "test": lengths}
+               "train_time_s": summary["wall_time_s"], "eval_time_s": round(eval_time, 3), "test": lengths,
+               "world_size": summary.get("world_size", 1)}
         runs.append(run)
         scores = "  ".join(f"{k}×: {v:.4f}" for k, v in lengths.items() if v is not None)
         say(f"{head} {summary['metric_name']} {scores}  ({summary['wall_time_s']:.0f} s train, {eval_time:.0f} s eval)")
@@ -147,14 +152,16 @@ def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainCo
         "eval_tokens": eval_tokens,
         "base_config": {k: v for k, v in base.to_dict().items() if k not in ("task", "model", "seed", "out_dir")},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "device": _device_name(base), "threads": torch.get_num_threads()},
+                        "device": _device_name(base), "threads": torch.get_num_threads(),
+                        "processes": max([r.get("world_size", 1) for r in runs] or [1])},
         "total_time_s": round(time.perf_counter() - t0, 1),
         "runs": runs,
         "skipped": skipped,
         "summary": _aggregate(runs, models, tasks, factors),
     }
-    ckpt.atomic_write(out_dir / RESULTS_JSON, (json.dumps(results, indent=1) + "\n").encode())
-    ckpt.atomic_write(out_dir / RESULTS_MD, markdown(results).encode())
+    if main:
+        ckpt.atomic_write(out_dir / RESULTS_JSON, (json.dumps(results, indent=1) + "\n").encode())
+        ckpt.atomic_write(out_dir / RESULTS_MD, markdown(results).encode())
     say(f"wrote {out_dir / RESULTS_MD} and {out_dir / RESULTS_JSON} ({results['total_time_s']:.0f} s in total)")
     return results
 
@@ -186,10 +193,11 @@ def markdown(results: dict) -> str:
     """results.md: one table per task — rows models, columns the test metric at each length multiple."""
     lines = ["# mru compare", ""]
     env = results["environment"]
+    procs = f", {env['processes']} processes" if env.get("processes", 1) > 1 else ""
     seeds = results["seeds"]
     cfg = results["base_config"]
     lines.append(f"Test metric, mean ± std over seeds {', '.join(map(str, seeds))}; torch {env['torch']} on "
-                 f"{env['device']} ({env['threads']} threads); total {results['total_time_s']:.0f} s.")
+                 f"{env['device']} ({env['threads']} threads{procs}); total {results['total_time_s']:.0f} s.")
     shown = {k: cfg.get(k) for k in ("steps", "epochs", "d_model", "n_layers", "batch_size", "lr", "length")}
     if shown["steps"] is None and shown["epochs"] is None:
         shown["steps"] = DEFAULT_STEPS

@@ -34,6 +34,7 @@ import torch
 from ..nets.model import ModelConfig, SequenceModel
 from ..registry import model_units
 from . import checkpoint as ckpt
+from . import distributed
 from .checkpoint import CheckpointError
 from .config import TrainConfig, steps_per_epoch
 from .schedules import eps_schedule, gamma_at, lr_at
@@ -71,6 +72,7 @@ class RunResult:
     train_length: int
     wall_time_s: float
     config: dict = field(default_factory=dict)
+    world_size: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -80,12 +82,16 @@ class RunResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is an error."""
+    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is an error. In a torchrun job, CUDA
+    means this rank's GPU (``LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False; "
                          "use device 'auto' or 'cpu'")
+    if name == "cuda":
+        d = distributed.current()
+        return torch.device("cuda", d.local_rank) if d.enabled else torch.device("cuda")
     return torch.device(name)
 
 
@@ -143,10 +149,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_data(model: SequenceModel, task, data, batch_size: int = 256, device=None, bf16: bool = True,
-                  max_elements: int = EVAL_MAX_ELEMENTS) -> float:
+                  max_elements: int = EVAL_MAX_ELEMENTS, dist: distributed.Dist | None = None) -> float:
     """The task metric of ``model`` on ``data``, in chunks of at most ``batch_size`` sequences and about
-    ``max_elements`` activations (so 100x-length sequences fit in memory). Restores the training mode."""
+    ``max_elements`` activations (so 100x-length sequences fit in memory). Restores the training mode.
+
+    In a torchrun job (``dist``, default: the current process group) each rank scores its slice of ``data``
+    and the parts are summed over ranks, so every rank must call it and every rank gets the same metric."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    dist = distributed.current() if dist is None else dist
+    if dist.enabled:
+        data = data[dist.shard(len(data))]
     per_seq = data.length * model.config.d_model * max(1, len(model.config.units))
     chunk = max(1, min(batch_size, max_elements // per_seq))
     was_training = model.training
@@ -161,6 +173,7 @@ def evaluate_data(model: SequenceModel, task, data, batch_size: int = 256, devic
             total, count = total + t, count + c
     finally:
         model.train(was_training)
+    total, count = dist.all_sum([total, count], device)
     return total / count if count else float("nan")
 
 
@@ -317,6 +330,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         progress: show a tqdm bar (default: when stderr is a terminal and not ``quiet``).
         stop_at: stop (with a "last" checkpoint) once this many steps are done, as if interrupted there —
             the schedules still span the whole run, so a later ``resume`` continues it.
+
+    Under ``torchrun`` every rank calls this and the run is data-parallel (DDP, :mod:`mru.train.distributed`):
+    ``config.batch_size`` is the global batch, rank 0 alone logs and writes, and every rank returns the result.
     """
     t_start = time.perf_counter()
     run_dir = config.run_dir
@@ -324,7 +340,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
     if not resume and last_path.is_file() and not overwrite:
         raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run (train with resume=True to "
                               f"continue it, or overwrite=True, or another out_dir)")
-    device = resolve_device(config.device)
+    dist, device = distributed.setup(config.device)
+    main = dist.is_main
+    if not main:
+        quiet, progress = True, False
 
     # -- data, model, optimizer ------------------------------------------------------------------------
     task = build_task(config)
@@ -333,6 +352,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
     total = config.total_steps(len(train_data))
     per_epoch = steps_per_epoch(len(train_data), config.batch_size)
     batch_size = min(config.batch_size, len(train_data))
+    if batch_size < dist.world_size:
+        raise ValueError(f"the global batch ({batch_size} sequences) is smaller than the {dist.world_size} "
+                         f"processes of this torchrun job; raise batch_size to at least {dist.world_size}")
     units = model_units(config.model)
     eps_sched = eps_schedule(config, units, total)
 
@@ -354,23 +376,27 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         loop.update(c.state["loop"])
         rows = _read_jsonl(run_dir / METRICS_JSONL)[: int(c.state["metrics_rows"])]
         ckpt.set_rng_state(c.state["rng"])
-    else:
+    elif main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in ("best", "last"):  # a fresh run never inherits an old checkpoint
             ckpt.remove_checkpoint(run_dir, name)
         (run_dir / SUMMARY).unlink(missing_ok=True)
-    ckpt.atomic_write(run_dir / "config.json", (json.dumps(config.to_dict(), indent=1) + "\n").encode())
-    with open(run_dir / METRICS_JSONL, "w") as f:  # the history as of the checkpoint
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    _write_csv(run_dir, rows)
+    # DDP's constructor is a collective: past it, every rank has read what it needed, so rank 0 may write
+    net = distributed.wrap(model, dist, device)
+    if main:
+        ckpt.atomic_write(run_dir / "config.json", (json.dumps(config.to_dict(), indent=1) + "\n").encode())
+        with open(run_dir / METRICS_JSONL, "w") as f:  # the history as of the checkpoint
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        _write_csv(run_dir, rows)
 
     show = (sys.stderr.isatty() and not quiet) if progress is None else progress
     bar = _progress_bar(total, step, f"{config.task} {config.model}", show)
     log = _Log(quiet, bar)
     if not resume:
         n_params = sum(p.numel() for p in model.parameters())
+        procs = f" x {dist.world_size} processes" if dist.enabled else ""
         log(f"{config.task} / {config.model}: {n_params:,} parameters, {total} steps of batch {batch_size}, "
-            f"length {task.length}, device {device.type}, run folder {run_dir}")
+            f"length {task.length}, device {device.type}{procs}, run folder {run_dir}")
     else:
         log(f"resuming {run_dir} at step {step}/{total}")
 
@@ -383,7 +409,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         return eps_sched is None or eps_sched.settled(s)
 
     def save(*names: str) -> None:
-        """Write checkpoints ``names`` (e.g. "last", "best") of the current state."""
+        """Write checkpoints ``names`` (e.g. "last", "best") of the current state (rank 0 only)."""
+        if not main:
+            return
         tensors, meta = ckpt.pack(model, optimizer)
         blob = ckpt.serialize(tensors)
         state = {"step": step, "total_steps": total, "config": config.to_dict(), "task": task.config(),
@@ -397,7 +425,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
 
     def evaluate_and_checkpoint() -> bool:
         """Validation, metrics row, checkpoints; True when the target metric is reached."""
-        val = evaluate_data(model, task, val_data, config.eval_batch_size, device, config.bf16)
+        val = evaluate_data(model, task, val_data, config.eval_batch_size, device, config.bf16, dist=dist)
         eligible = settled(step - 1)
         is_best = eligible and _is_better(val, loop["best_val"], task.higher_is_better)
         if is_best:
@@ -413,9 +441,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
                "elapsed_s": round(loop["elapsed_s"], 3)}
         loop["loss_sum"], loop["loss_count"], loop["rate_sum"] = 0.0, 0, 0.0
         rows.append(row)
-        with open(run_dir / METRICS_JSONL, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        _write_csv(run_dir, rows)
+        if main:
+            with open(run_dir / METRICS_JSONL, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            _write_csv(run_dir, rows)
         save("last", "best") if is_best else save("last")
         mark = " *" if is_best else ""
         eps_txt = f" eps {sched['eps']:.3f}" if sched["eps"] is not None else ""
@@ -444,10 +473,11 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
 
     status = "completed"
     model.train()
+    stop_all = False  # distributed: a Ctrl-C on any rank, agreed by all ranks at the last step's all_reduce
     try:
         with _DeferredInterrupt() as interrupt:
             while step < total:
-                if interrupt.requested:
+                if (stop_all if dist.enabled else interrupt.requested):
                     raise KeyboardInterrupt
                 if stop_at is not None and step >= stop_at:
                     status = "stopped"
@@ -455,7 +485,11 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
                 epoch, k = divmod(step, per_epoch)
                 if epoch != order_epoch:
                     order, order_epoch = epoch_order(config.seed, epoch, len(train_data)).to(device), epoch
-                batch = train_data[order[k * batch_size:(k + 1) * batch_size]]
+                index = order[k * batch_size:(k + 1) * batch_size]
+                if dist.enabled:  # this rank's slice of the global batch, and the global batch's loss count
+                    global_count, global_batch = task.loss_count(train_data[index]), len(index)
+                    index = index[dist.shard(len(index))]
+                batch = train_data[index]
                 sched = schedule_at(step)
                 for g in optimizer.param_groups:
                     g["lr"] = sched["lr"]
@@ -465,15 +499,38 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
                     model.set_gamma(sched["gamma"])
 
                 with autocast(device, config.bf16):
-                    pred = model(batch.x)
-                    loss = task.loss(pred.float(), batch)
+                    pred = net(batch.x)
+                    if dist.enabled:  # DDP averages gradients over ranks: scale to the global mean loss
+                        loss_sum, _ = task.loss_parts(pred.float(), batch)
+                        loss = loss_sum * (dist.world_size / max(global_count, 1))
+                    else:
+                        loss = task.loss(pred.float(), batch)
                 objective = loss
                 rate = model.write_rate() if has_memory else None
+                if rate is not None and dist.enabled:  # DDP's mean over ranks of this is the global rate
+                    rate = rate * (dist.world_size * len(batch) / global_batch)
                 if rate is not None and config.write_rate_penalty > 0:
-                    penalty = rate if config.write_rate_norm == "l1" else rate.square()
+                    if config.write_rate_norm == "l1":
+                        penalty = rate
+                    elif not dist.enabled:
+                        penalty = rate.square()
+                    else:  # (global rate)^2 as a rank term whose mean has its value and its gradient
+                        g = rate.detach() / dist.world_size
+                        torch.distributed.all_reduce(g)
+                        penalty = 2 * g * rate - g * g
                     objective = loss + config.write_rate_penalty * penalty
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
+                if dist.enabled:  # the logged values are means over ranks; the flags reach every rank
+                    zero = torch.zeros((), dtype=torch.float64, device=device)
+                    parts = torch.stack([
+                        objective.detach().double(), loss.detach().double(),
+                        rate.detach().double() if rate is not None else zero,
+                        zero + float(interrupt.requested)]) / dist.world_size
+                    torch.distributed.all_reduce(parts)
+                    objective, loss = parts[0], parts[1]
+                    rate = parts[2] if rate is not None else None
+                    stop_all = bool(parts[3] > 0)
                 if not torch.isfinite(objective.detach()):
                     raise TrainingDiverged(_divergence_report(model, float(objective.detach()), step + 1, run_dir))
                 if config.grad_clip > 0:
@@ -508,20 +565,23 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         if bar is not None:
             bar.close()
         if in_update:
-            print(f"interrupted during an update; the last checkpoint in {run_dir} is kept", file=sys.stderr)
+            if main:
+                print(f"interrupted during an update; the last checkpoint in {run_dir} is kept", file=sys.stderr)
         else:
             flush_accumulators()
             loop["elapsed_s"] += time.perf_counter() - t_mark[0]
             t_mark[0] = time.perf_counter()
             save("last")
-            print(f"interrupted at step {step}/{total}; checkpoint saved to {last_path} "
-                  f"(continue with: mru train --resume {run_dir})", file=sys.stderr)
+            if main:
+                print(f"interrupted at step {step}/{total}; checkpoint saved to {last_path} "
+                      f"(continue with: mru train --resume {run_dir})", file=sys.stderr)
         raise
     if bar is not None:
         bar.close()
 
     # -- the result -------------------------------------------------------------------------------------------
     test_metric = None
+    dist.barrier()  # rank 0's checkpoints are complete before any rank reads "best"
     if status != "stopped":
         best_path = ckpt.checkpoint_path(run_dir, "best")
         if best_path.is_file():
@@ -531,8 +591,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
                 model.set_eps(c.state["schedule"]["eps"])
             if c.state["schedule"].get("gamma") is not None:
                 model.set_gamma(c.state["schedule"]["gamma"])
-        test_metric = evaluate(model, task, "test", n=config.n_test, batch_size=config.eval_batch_size,
-                               device=device, bf16=config.bf16)
+        test_data = task.dataset("test", n=config.n_test)
+        test_metric = evaluate_data(model, task, test_data, config.eval_batch_size, device, config.bf16, dist=dist)
         log(f"test {task.metric_name} {test_metric:.4f} (checkpoint "
             f"{'best, step ' + str(loop['best_step']) if best_path.is_file() else 'last'})")
     result = RunResult(
@@ -540,7 +600,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
         metric_name=task.metric_name, higher_is_better=task.higher_is_better, status=status, steps=step,
         total_steps=total, best_step=loop["best_step"], best_val=loop["best_val"],
         final_val=rows[-1]["val_metric"] if rows else None, test_metric=test_metric, train_length=task.length,
-        wall_time_s=round(time.perf_counter() - t_start, 3), config=config.to_dict())
-    if status != "stopped":
+        wall_time_s=round(time.perf_counter() - t_start, 3), config=config.to_dict(), world_size=dist.world_size)
+    if status != "stopped" and main:
         ckpt.atomic_write(run_dir / SUMMARY, (json.dumps(result.to_dict(), indent=1) + "\n").encode())
     return result

@@ -7,7 +7,8 @@
 
 One job per module: :mod:`.config` (``TrainConfig``), :mod:`.schedules` (lr, ε of DESIGN §3, γ of DESIGN §2),
 :mod:`.checkpoint` (atomic, verified, exactly resumable), :mod:`.loop` (``train``, ``evaluate``),
-:mod:`.compare` (models × tasks × seeds -> results.md / results.json).
+:mod:`.distributed` (data-parallel under torchrun, on DDP), :mod:`.compare` (models × tasks × seeds ->
+results.md / results.json).
 """
 
 from .checkpoint import CheckpointError, load_checkpoint

@@ -13,9 +13,10 @@ of the library (an "oracle") whether the drawn call is valid, so a call that sho
 caught too.
 
 Sections, one per public boundary: scans, units, networks and configs, registry, tasks, data files
-(IDX, text), deployment files (stream state, exported step). Command-line fuzzing belongs in a section of
-its own that drives ``mru.cli.main`` with drawn argument lists and checks its exit status and stderr with
-the same helpers (``check_call`` / ``mentions``).
+(IDX, text), deployment files (stream state, exported step), and the command line: ``mru.cli.main`` driven
+in process with drawn argument lists, whose exit status and stderr are checked by ``check_cli`` (exit 0, or
+exit 2 with one line ``mru CMD: error: ...`` that names the problem, found with ``mentions``; exit 1 only for
+a diverged training run; never a traceback).
 
 Runs derandomized (the same examples every run) unless ``MRU_FUZZ_RANDOM=1``; ``MRU_FUZZ_SCALE=10`` draws
 ten times as many examples.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import faulthandler
 import gzip
+import json
 import math
 import os
 import re
@@ -33,9 +35,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, event, example, given, settings
+from hypothesis import HealthCheck, assume, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 
+from mru.cli import main as cli_main
 from mru.deploy import load_exported_step, load_stream_state, save_exported_step, save_stream_state
 from mru.nets import HEADS, ModelConfig, SequenceModel
 from mru.registry import MODELS, UNITS, make_unit, model_units, unit_class
@@ -1243,3 +1246,858 @@ def test_exported_step_with_nan_input_is_visible(deploy_files):
     x[0, 0] = NAN
     y, _ = stepper.step(x)
     assert torch.isnan(y[0]).any()
+
+
+# ============================================================================================================
+# command line
+# ============================================================================================================
+#
+# ``mru.cli.main(argv)`` in process, with argument lists drawn from a grammar of realistic mistakes. Every
+# call must end in one of
+#
+# - exit 0: accepted, and (for a command that trains) a tiny run really ran;
+# - exit 2: a user mistake, said on stderr in one line ``mru CMD: error: ...`` (argparse's own errors: its
+#   usage lines, then ``mru CMD: error: ...``, raised as SystemExit(2)); the message names what the test broke;
+# - exit 1 only where documented: the loss of a training run became NaN/Inf (``mru train: stopped: ...``);
+#
+# never an uncaught exception, a traceback on stderr, or a run written to the default folder ``runs/`` (every
+# call runs in a scratch working directory, and every command that could train is given --out-dir).
+
+#: settings that keep any accepted training call tiny (about 30 ms); drawn flags come after and override them
+CLI_TINY = {"--length": "20", "--n-train": "16", "--n-val": "8", "--n-test": "8", "--d-model": "8",
+            "--n-layers": "1", "--batch-size": "8", "--steps": "2", "--eval-every": "2", "--device": "cpu"}
+
+
+def _flag(field: str) -> set:
+    """The names a message may use for a TrainConfig field: its own, or its flag."""
+    return {field, "--" + field.replace("_", "-")}
+
+
+def _tiny(**replace) -> list:
+    """CLI_TINY as arguments; ``replace`` (field=value, None drops the flag) changes some."""
+    flags = dict(CLI_TINY)
+    for field, value in replace.items():
+        flags.pop("--" + field.replace("_", "-"), None)
+        if value is not None:
+            flags["--" + field.replace("_", "-")] = value
+    return [a for kv in flags.items() for a in kv]
+
+
+class _InDir:
+    """Run a block in another working directory (contextlib.chdir is Python 3.11+)."""
+
+    def __init__(self, path):
+        self.path, self.old = path, None
+
+    def __enter__(self):
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        os.chdir(self.old)
+
+
+@pytest.fixture(scope="module")
+def cli_cwd(tmp_path_factory):
+    """The scratch working directory of every drawn command (a run in ./runs there is a failure)."""
+    return tmp_path_factory.mktemp("cli_cwd")
+
+
+def _cli_event(name: str) -> None:
+    if currently_in_test_context():  # the pinned cases run outside hypothesis
+        event(name)
+
+
+def check_cli(argv, capsys, cwd, problems, *, may_diverge: bool = False, what: str = ""):
+    """Run ``mru.cli.main(argv)`` in ``cwd`` and check the CLI contract above. ``problems``: None when the test
+    does not predict the outcome, an empty set for a call that must succeed, else names of which the error
+    message must mention one. Returns the exit code."""
+    argv = [str(a) for a in argv]
+    what = what or "mru " + " ".join(argv)
+    _cli_event("CLI: invalid call" if problems else "CLI: valid call" if problems is not None else "CLI: either")
+    capsys.readouterr()
+    argparse_exit = False
+    with _InDir(cwd):
+        try:
+            code = cli_main(argv)
+        except SystemExit as e:  # argparse: bad flags and values
+            code, argparse_exit = e.code, True
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, f"{what}: a traceback on stderr:\n{err}"
+    assert not (cwd / "runs").exists(), f"{what}: wrote a run into the default folder ./runs"
+    lines = err.strip().splitlines()
+    if code == 0:
+        assert not argparse_exit or any(a in argv for a in ("-h", "--help", "--version")), f"{what}: exit 0"
+        assert not problems, f"{what}: accepted although {sorted(problems)} should be rejected"
+        _cli_event("CLI: exit 0")
+        return 0
+    if code == 1 and not argparse_exit:
+        # the one documented exit 1: the loss became NaN/Inf, the last good checkpoint is kept
+        assert may_diverge, f"{what}: exit 1 for a call that cannot diverge: {err}"
+        assert len(lines) == 1 and re.match(r"mru (train|compare): stopped: the loss became \S+ at step \d+", err), \
+            f"{what}: exit 1 without the documented message: {err}"
+        _cli_event("CLI: exit 1 (diverged)")
+        return 1
+    assert code == 2, f"{what}: exit code {code!r}; stderr: {err}"
+    assert lines, f"{what}: exit 2 with nothing on stderr"
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    if argparse_exit or (lines[0].startswith("usage:") and command is None):
+        # argparse's form: usage lines, then one error line
+        assert lines[0].startswith("usage:") and re.match(r"mru( [\w-]+)*: error: \S", lines[-1]), \
+            f"{what}: malformed argparse error: {err}"
+        message = lines[-1]
+    else:
+        assert len(lines) == 1, f"{what}: a usage error of {len(lines)} lines: {err}"
+        assert re.match(rf"mru {re.escape(command)}: error: \S", lines[0]), f"{what}: malformed error line: {err}"
+        message = lines[0]
+    assert problems is None or problems, f"{what}: valid call rejected: {message}"
+    if problems:
+        assert mentions(message, problems), f"{what}: message does not name any of {sorted(problems)}: {message}"
+    _cli_event("CLI: exit 2")
+    return 2
+
+
+def cli_settings(n: int):
+    """fuzz(n) for the CLI tests, which reuse pytest's capsys (read and cleared before every call)."""
+    return settings(fuzz(n), suppress_health_check=[*fuzz(n).suppress_health_check,
+                                                    HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, cli_cwd):
+    """One tiny real run (a BMRU on the latch task, length 20, d_model 8, 4 steps), a file of stream
+    steps and a stream state saved from it, and a plain file; damaged copies are made per example."""
+    folder = tmp_path_factory.mktemp("cli_files")
+    run = folder / "run"
+    with _InDir(cli_cwd):
+        assert cli_main(["train", "--task", "latch", "--model", "bmru", *_tiny(steps="4"), "--quiet",
+                         "--out-dir", str(run)]) == 0
+        steps = folder / "steps.txt"
+        steps.write_text("1 0 1\n0 0 0\n0 1 0\n")
+        state = folder / "state.safetensors"
+        assert cli_main(["stream", str(run), "--input", str(steps), "--state-out", str(state)]) == 0
+    plain = folder / "plain.txt"
+    plain.write_text("not a folder\n")
+    from mru.train import load_run
+
+    model = load_run(run, "auto", device="cpu")[0]
+    width = [m for m in model.modules() if isinstance(m, (BMRU, CMRU))][0].hidden_size
+    return {"run": run, "steps": steps, "state": state, "plain": plain, "bmru_width": width}
+
+
+# -- names, commands and flags ---------------------------------------------------------------------------------
+
+CLI_TASKS_VALID = ["latch", "LATCH", "copy_first", "copy-first", "adding"]
+CLI_TASKS_BAD = ["latc", "lach", "copyfirst", "", "mnist", "latch+copy_first", "charlm"]  # charlm: no path
+CLI_MODELS_VALID = ["bmru", "BMRU", "lru", "mingru", "bmru+lru", "cmru+mingru", "gru"]
+CLI_MODELS_BAD = ["bmr", "gruu", "bmru+lruu", "bmru+", "+lru", "", "transformer", "bmru,lru"]
+CLI_COMMAND_TYPOS = ["trian", "evl", "modles", "Train", "", "compre", "task"]
+#: unknown, misspelt or ambiguous flags (argparse accepts unambiguous prefixes such as --step for --steps)
+CLI_BAD_FLAGS = [("--lenght", "20"), ("--d_model", "8"), ("--learning-rate", "0.1"), ("--eps", "0.5"),
+                 ("--task-options", "write_prob=0.1")]
+
+
+def _name_problems(name, valid, kind) -> set:
+    """What a message about a bad task or model name may mention: the name, a '+'-part of a model, the kind."""
+    if name in valid:
+        return set()
+    if kind == "task":
+        return {"task"} | ({name} if name.strip() else set())
+    return {"model", "unit"} | ({name} if name.strip() else set()) | {p for p in name.split("+") if p}
+
+
+@cli_settings(70)
+@given(data=st.data())
+def test_cli_commands_names_and_flags(capsys, cli_cwd, tmp_path_factory, data):
+    """Unknown and misspelt subcommands, task names ('latc', 'lach', '', 'charlm' without its file) and model
+    names ('bmr', 'gruu', 'bmru+lruu', 'bmru+', '+lru'); unknown, misspelt or ambiguous flags; missing
+    positional arguments; mru tasks/models/demo/bench with bad arguments. Valid training calls run tiny."""
+    command = data.draw(st.sampled_from(["train"] * 4 + ["compare"] * 2 + ["tasks", "models", "demo", "bench",
+                                                                          "eval", "plot", "stream", "none", "typo"]),
+                        label="command")
+    problems: set = set()
+    out_dir = tmp_path_factory.mktemp("cli_names")
+    if command == "none":
+        argv, problems = [], {"command"}
+    elif command == "typo":
+        typo = data.draw(st.sampled_from(CLI_COMMAND_TYPOS))
+        argv, problems = [typo, "--steps", "2"], {"COMMAND", "command"}
+    elif command in ("eval", "plot", "stream"):  # the required positional argument left out
+        argv, problems = [command], {"RUN_DIR", "KIND", "run"}
+    elif command == "train":
+        task = data.draw(st.sampled_from(CLI_TASKS_VALID + CLI_TASKS_BAD), label="task")
+        model = data.draw(st.sampled_from(CLI_MODELS_VALID + CLI_MODELS_BAD), label="model")
+        argv = ["train", "--task", task, "--model", model, *_tiny(), "--quiet", "--out-dir", out_dir]
+        problems = _name_problems(task, CLI_TASKS_VALID, "task") | _name_problems(model, CLI_MODELS_VALID, "model")
+        if task == "charlm":
+            problems |= {"path", "charlm"}
+    elif command == "compare":
+        tasks = data.draw(st.lists(st.sampled_from(CLI_TASKS_VALID[:3] + CLI_TASKS_BAD[:4]), min_size=1,
+                                   max_size=2), label="tasks")
+        models = data.draw(st.lists(st.sampled_from(CLI_MODELS_VALID[:5] + CLI_MODELS_BAD[:5]), min_size=1,
+                                    max_size=2), label="models")
+        argv = ["compare", "--tasks", ",".join(tasks), "--models", ",".join(models), *_tiny(),
+                "--quiet", "--no-plots", "--eval-tokens", "100", "--out-dir", out_dir]
+        if not any(t.strip() for t in tasks) or not any(m.strip() for m in models):  # e.g. --tasks ','
+            problems |= {"--tasks", "--models"}
+        for t in (t for t in tasks if t.strip()):
+            problems |= _name_problems(t, CLI_TASKS_VALID, "task")
+        for m in (m for m in models if m.strip()):
+            problems |= _name_problems(m, CLI_MODELS_VALID, "model")
+    elif command == "tasks":
+        name = data.draw(st.sampled_from([None, *CLI_TASKS_VALID, *CLI_TASKS_BAD, "smnist", "charlm"]))
+        argv = ["tasks"] + ([name] if name is not None else [])
+        valid = name is None or name.lower().replace("-", "_") in TASKS
+        problems = set() if valid else {"task"} | ({name} if name else set())
+    elif command == "models":
+        argv = ["models"] + data.draw(st.sampled_from([[], [], ["bmru"]]))
+        problems = {"bmru"} if len(argv) > 1 else set()
+    elif command == "demo":
+        steps = data.draw(st.sampled_from(["10", "0", "-1", "1e3", "abc", "2.5"]), label="demo steps")
+        batch = data.draw(st.sampled_from(["2", "0", "x"]), label="demo batch")
+        argv = ["demo", "--steps", steps, "--batch", batch]
+        ok = lambda t: t.lstrip("-").isdigit() and int(t) >= 1  # noqa: E731
+        problems = set() if ok(steps) and ok(batch) else {"--steps", "--batch"}
+    else:  # bench: only with a bad suite or device (a valid one would benchmark)
+        suites = data.draw(st.sampled_from(["sacn", "scan,nope", "all"]))
+        device = data.draw(st.sampled_from(["cpu", "gpu", "cuda:0"]))
+        argv, problems = ["bench", "--suites", suites, "--device", device, "--quick", "--out", out_dir], \
+            {"suite", "--device", "sacn", "nope", "all"}
+    if argv and argv[0] in ("train", "compare") and data.draw(st.integers(0, 4)) == 0:
+        bad = data.draw(st.sampled_from(CLI_BAD_FLAGS), label="bad flag")
+        argv = [*argv, *bad]
+        problems = problems | {bad[0]}
+    check_cli(argv, capsys, cli_cwd, problems)
+
+
+# -- numbers ---------------------------------------------------------------------------------------------------
+
+#: integer TrainConfig fields -> smallest valid value (the latch task needs a length >= 2)
+CLI_INT_FIELDS = {"length": 2, "n_train": 1, "n_val": 1, "n_test": 1, "d_model": 1, "n_layers": 1,
+                  "batch_size": 1, "steps": 1, "epochs": 1, "eval_every": 1, "eval_batch_size": 1,
+                  "warmup": 0, "seed": 0, "eps_hold": 0, "eps_anneal_steps": 0}
+#: float TrainConfig fields -> the documented range
+CLI_FLOAT_FIELDS = {
+    "lr": lambda v: v > 0, "min_lr": lambda v: v >= 0, "weight_decay": lambda v: v >= 0,
+    "grad_clip": lambda v: v >= 0, "mlp_ratio": lambda v: v >= 0, "dropout": lambda v: 0 <= v < 1,
+    "eps_start": lambda v: 0 <= v <= 1, "eps_end": lambda v: 0 <= v <= 1, "gamma_start": lambda v: v > 0,
+    "gamma_end": lambda v: v > 0, "write_rate_penalty": lambda v: v >= 0, "target_metric": lambda v: True}
+CLI_INT_TEXTS = ["0", "-1", "1", "2", "3", "2.5", "1e1", "1_0", "3.0", "1e400", "nan", "inf", "-inf", "abc", "",
+                 "0x10"]
+CLI_FLOAT_TEXTS = ["0", "-0.5", "0.5", "1", "1.5", "2", "1e9", "1e-300", "nan", "inf", "-inf", "1e400", "abc",
+                   "", "3e-3", "0.999"]
+
+
+def _cli_int(text):
+    """The value an integer flag documents for ``text`` (1e3 and 1_000 accepted), or None."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def _cli_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None  # every float field must be finite
+
+
+@cli_settings(90)
+@given(data=st.data())
+def test_cli_numeric_flags(capsys, cli_cwd, tmp_path_factory, data):
+    """1-3 numeric TrainConfig flags of mru train / mru compare set to negative, zero, NaN, Inf, 1e400, 'abc',
+    '', floats for integers, hex, and absurd but valid values (--lr 1e9, --gamma-start 1e9: accepted, or the
+    documented exit 1 if the loss diverges); --steps together with --epochs; --min-lr above --lr."""
+    compare = data.draw(st.integers(0, 3)) == 0
+    fields = data.draw(st.lists(st.sampled_from(sorted(CLI_INT_FIELDS) + sorted(CLI_FLOAT_FIELDS)), min_size=1,
+                                max_size=3, unique=True), label="fields")
+    if compare:
+        fields = [f for f in fields if f != "seed"] or ["lr"]  # compare has --seeds, and --seed abbreviates it
+    model = data.draw(st.sampled_from(["bmru", "lru", "bmru+lru"]), label="model")
+    values, problems, may_diverge = {}, set(), False
+    for field in fields:
+        if field in CLI_INT_FIELDS:
+            text = data.draw(st.sampled_from(CLI_INT_TEXTS), label=field)
+            value = _cli_int(text)
+            if value is None or value < CLI_INT_FIELDS[field]:
+                problems |= _flag(field)
+        else:
+            pool = [t for t in CLI_FLOAT_TEXTS if not (field == "mlp_ratio" and t == "1e9")]  # 8e9 weights
+            text = data.draw(st.sampled_from(pool), label=field)
+            value = _cli_float(text)
+            if value is None or not CLI_FLOAT_FIELDS[field](value):
+                problems |= _flag(field)
+            elif value >= 1 and field not in ("dropout", "eps_start", "eps_end", "target_metric"):
+                may_diverge = True
+        values[field] = text
+    keep_steps = "epochs" not in values or data.draw(st.booleans(), label="keep --steps")
+    if "epochs" in values and keep_steps and "steps" not in values:
+        problems |= {"steps", "epochs"}
+    if "epochs" in values and "steps" in values and not ({"--steps", "--epochs"} & problems):
+        problems |= {"steps", "epochs"}
+    lr = _cli_float(values.get("lr", "3e-3"))
+    min_lr = _cli_float(values.get("min_lr", "3e-4"))
+    if lr is not None and min_lr is not None and lr > 0 and min_lr >= 0 and min_lr > lr:
+        problems |= {"min_lr", "lr"}
+    base = _tiny(**({} if keep_steps else {"steps": None}))
+    drawn = [a for f, t in values.items() for a in ("--" + f.replace("_", "-"), t)]
+    out_dir = tmp_path_factory.mktemp("cli_numbers")
+    if compare:
+        argv = ["compare", "--tasks", "latch", "--models", model, *base, *drawn, "--quiet", "--no-plots",
+                "--eval-tokens", "100", "--out-dir", out_dir]
+    else:
+        argv = ["train", "--task", "latch", "--model", model, *base, *drawn, "--quiet", "--out-dir", out_dir]
+    check_cli(argv, capsys, cli_cwd, problems, may_diverge=may_diverge)
+
+
+# -- KEY=VALUE options -------------------------------------------------------------------------------------------
+
+#: --task-option values for the latch task -> the names an error must mention (empty: valid)
+CLI_TASK_OPTIONS = [
+    ("write_prob=0.1", set()), ("read_prob=0.5", set()), ("scored=all", set()), (" write_prob = 0.05 ", set()),
+    ("write_prob", {"--task-option"}), ("=0.1", {"--task-option"}), ("write_prb=0.1", {"write_prb"}),
+    ("WRITE_PROB=0.1", {"WRITE_PROB"}), ("write_prob=abc", {"write_prob"}), ("write_prob=2", {"write_prob"}),
+    ("write_prob=NaN", {"write_prob"}), ("write_prob=[1]", {"write_prob"}), ("write_prob=", {"write_prob"}),
+    ("write_prob==0.1", {"write_prob"}), ("scored=some", {"scored"}), ("write_prob=0.6", set()),
+]
+#: --unit-option values -> (names an error must mention whatever the model, names if the model has the unit)
+CLI_UNIT_OPTIONS = [
+    ("lru.r_min=0.9", set(), set()), ("lru.r_max=0.999", set(), set()), ("bmru.gamma=2", set(), set()),
+    ("bmru.eps=0.5", set(), set()), ("BMRU.gamma=3", set(), set()),
+    ("lru.rmin=0.9", {"rmin"}, set()), ("lruu.r_min=0.9", {"lruu"}, set()), ("lru=0.9", {"--unit-option"}, set()),
+    ("lru.=1", {"--unit-option"}, set()), (".r_min=0.5", {"unit"}, set()), ("lru.r_min", {"--unit-option"}, set()),
+    ("bmru.hidden_size=3", {"hidden_size"}, set()), ("gru.eps=0.5", {"eps"}, set()),
+    ("lru.r_min=abc", set(), {"r_min"}), ("lru.r_min=2", set(), {"r_min"}), ("lru.max_phase=-1", set(), {"max_phase"}),
+    ("bmru.eps=2", set(), {"eps"}), ("bmru.gamma=0", set(), {"gamma"}), ("bmru.gamma=-1", set(), {"gamma"}),
+    ("bmru.eps=Infinity", set(), {"eps"}), ("bmru.learn_initial_state=yes", set(), {"learn_initial_state"}),
+]
+
+
+@cli_settings(50)
+@given(model=st.sampled_from(["bmru", "lru", "bmru+lru"]),
+       task_options=st.lists(st.sampled_from(CLI_TASK_OPTIONS), max_size=2),
+       unit_options=st.lists(st.sampled_from(CLI_UNIT_OPTIONS), max_size=2),
+       compare=st.sampled_from([False, False, False, True]))
+def test_cli_task_and_unit_options(capsys, cli_cwd, tmp_path_factory, model, task_options, unit_options, compare):
+    """--task-option and --unit-option: a missing '=' or '.', an empty key, unknown options and units, values
+    of the wrong type or out of range (checked only for the units the model has), write_prob + read_prob > 1."""
+    if not task_options and not unit_options:
+        task_options = [CLI_TASK_OPTIONS[4]]
+    units = set(model.split("+"))
+    problems = set()
+    # the options form a table: the last value given for a key wins
+    last_task, last_unit = {}, {}
+    for text, names in task_options:
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():  # not KEY=VALUE: argparse refuses it
+            problems |= names
+        else:
+            last_task[key.strip()] = (text, names)
+    effective = {"write_prob": 0.02, "read_prob": 0.1}  # the latch defaults
+    for key, (text, names) in last_task.items():
+        problems |= names
+        if not names and key in effective:
+            effective[key] = float(text.partition("=")[2])
+    if not problems and effective["write_prob"] + effective["read_prob"] > 1:
+        problems |= {"write_prob", "read_prob"}
+    for text, always, if_used in unit_options:
+        key = text.partition("=")[0]
+        unit, dot, option = key.partition(".")
+        if "=" not in text or not dot or not option:
+            problems |= always
+        else:
+            last_unit[(unit.lower(), option)] = (always, if_used)
+    for (unit, _), (always, if_used) in last_unit.items():
+        problems |= always | (if_used if unit in units else set())
+    argv = [a for text, _ in task_options for a in ("--task-option", text)] + \
+           [a for text, _, _ in unit_options for a in ("--unit-option", text)]
+    out_dir = tmp_path_factory.mktemp("cli_options")
+    if compare:
+        argv = ["compare", "--tasks", "latch", "--models", model, *_tiny(), *argv, "--quiet", "--no-plots",
+                "--eval-tokens", "100", "--out-dir", out_dir]
+    else:
+        argv = ["train", "--task", "latch", "--model", model, *_tiny(), *argv, "--quiet", "--out-dir", out_dir]
+    check_cli(argv, capsys, cli_cwd, problems)
+
+
+# -- config files --------------------------------------------------------------------------------------------
+
+#: (key, value, names an error must mention); the flags of CLI_TINY override a file's length, steps, ...
+CLI_CONFIG_ENTRIES = [
+    ("lr", 0.01, set()), ("warmup", 0, set()), ("dropout", 0.1, set()), ("model", "lru", set()),
+    ("model", "bmru+lru", set()), ("norm", "rms", set()), ("combine", "concat", set()),
+    ("unit_options", {"lru": {"r_min": 0.5}}, set()), ("task_options", {"write_prob": 0.1}, set()),
+    ("eps_end", 0.0, set()), ("bf16", False, set()), ("weight_decay", 0, set()), ("target_metric", 0.99, set()),
+    ("steps", 3, set()), ("d_model", 64, set()), ("steps", "many", set()), ("device", "gpu", set()),
+    ("stpes", 3, {"stpes"}), ("lenght", 20, {"lenght"}), ("d-model", 8, {"d-model"}), ("lr", "fast", {"lr"}),
+    ("lr", NAN, {"lr"}), ("lr", INF, {"lr"}), ("warmup", 1.5, {"warmup"}), ("dropout", True, {"dropout"}),
+    ("norm", 5, {"norm"}), ("task_options", 5, {"task_options"}), ("unit_options", {"lru": 5}, {"lru"}),
+    ("unit_options", {"lruu": {}}, {"lruu"}), ("bf16", "yes", {"bf16"}), ("model", 5, {"model"}),
+    ("model", "gruu", {"gruu"}), ("task", "latc", {"latc"}), ("combine", "add", {"combine"}),
+    ("eps_start", 2, {"eps_start"}), ("gamma_start", 0, {"gamma_start"}),
+    ("task_options", {"write_prb": 0.1}, {"write_prb"}), ("out_dir", 5, {"out_dir"}), ("out_dir", "", {"out_dir"}),
+    ("out_dir", "<fresh>", set()),
+]
+CLI_OVERRIDDEN = {"length", "n_train", "n_val", "n_test", "d_model", "n_layers", "batch_size", "steps",
+                  "eval_every", "device"}  # given as flags by every call (CLI_TINY)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_toml(v) for v in value) + "]"
+
+
+@cli_settings(60)
+@given(data=st.data())
+def test_cli_config_files(capsys, cli_cwd, tmp_path_factory, data):
+    """--config files that are missing, a folder, empty, not TOML/JSON, binary, of another suffix, JSON that is
+    a list or null, valid TOML/JSON (also under a [train] table) with unknown keys, values of the wrong type or
+    range; the flags given override the file (a bad value the flags override is no error); mru compare ignores
+    the file's task, model, seed and out_dir."""
+    folder = tmp_path_factory.mktemp("cli_config")
+    kind = data.draw(st.sampled_from(["toml"] * 4 + ["json"] * 2 + ["toml_train", "json_train", "empty_toml",
+                                      "empty_json", "missing", "folder", "binary", "not_toml", "not_a_table",
+                                      "suffix", "empty_arg"]), label="kind")
+    compare = data.draw(st.integers(0, 4)) == 0
+    entries = dict((k, (v, names)) for k, v, names in data.draw(
+        st.lists(st.sampled_from(CLI_CONFIG_ENTRIES), min_size=1, max_size=3), label="entries"))
+    if "out_dir" in entries and entries["out_dir"][0] == "<fresh>":
+        entries["out_dir"] = (str(folder / "from_file"), set())
+    table = {k: v for k, (v, _) in entries.items()}
+    path, problems = folder / "run.toml", set()
+    is_table = kind in ("toml", "toml_train", "json", "json_train")
+    pass_out_dir = compare or not is_table or "out_dir" not in entries or data.draw(st.booleans(), label="--out-dir")
+    if is_table:
+        ignored = CLI_OVERRIDDEN | ({"out_dir"} if pass_out_dir else set()) | \
+            ({"task", "model", "seed", "out_dir"} if compare else set())
+        for key, (_, names) in entries.items():
+            if key not in ignored:
+                problems |= names
+        if kind.startswith("toml"):
+            text = "".join(f"{k} = {_toml(v)}\n" for k, v in table.items())
+            path.write_text("[train]\n" + text if kind == "toml_train" else text)
+        else:
+            path = folder / "run.json"
+            path.write_text(json.dumps({"train": table} if kind == "json_train" else table))
+    elif kind == "empty_toml":
+        path.write_text("")
+    elif kind == "empty_json":
+        path, problems = folder / "run.json", {str(folder / "run.json")}
+        path.write_text("")
+    elif kind == "missing":
+        path, problems = folder / "nope.toml", {str(folder / "nope.toml")}
+    elif kind == "folder":
+        path.mkdir()
+        problems = {str(path)}
+    elif kind == "binary":
+        path = folder / data.draw(st.sampled_from(["run.toml", "run.json"]))
+        path.write_bytes(b"\xff\xfe" + data.draw(st.binary(max_size=40), label="bytes"))
+        problems = {str(path)}
+    elif kind == "not_toml":
+        path.write_text(data.draw(st.sampled_from(["task = \n", "[train\n", "steps: 3\n", "lr = 0.1\nlr = 0.2\n",
+                                                   "{\"lr\": 0.1}\n"])))
+        problems = {str(path)}
+    elif kind == "not_a_table":
+        path = folder / "run.json"
+        path.write_text(data.draw(st.sampled_from(["[1, 2]", "null", "3", "\"lr\"", "{\"train\": [1]}"])))
+        problems = {str(path), "train"}
+    elif kind == "suffix":
+        path = folder / data.draw(st.sampled_from(["run.yaml", "run.txt", "run", "run.toml.bak"]))
+        path.write_text("lr = 0.1\n")
+        problems = {str(path)}
+    else:
+        path, problems = "", {"--config"}
+    out_dir = folder / "run_out"
+    out = ["--out-dir", out_dir] if pass_out_dir else []
+    if compare:
+        argv = ["compare", "--tasks", "latch", "--models", "bmru", "--config", path, *_tiny(), "--quiet",
+                "--no-plots", "--eval-tokens", "100", *out]
+    else:
+        argv = ["train", "--config", path, *_tiny(), "--quiet", *out]
+    check_cli(argv, capsys, cli_cwd, problems)
+
+
+# -- run folders: eval, stream, plot, resume ---------------------------------------------------------------------
+
+CLI_RUN_DAMAGE = ["missing", "plain_file", "empty", "truncate_tensors", "flip_tensors", "delete_tensors",
+                  "truncate_json", "json_list", "foreign_json", "no_config", "tensors_not_a_name", "schedule_junk",
+                  "config_changed", "config_invalid", "metrics_junk"]
+
+
+def _pick(data, valid, invalid, clean, label):
+    """A valid choice when ``clean``, else any (valid ones weighted as much as the invalid ones together)."""
+    pool = list(valid) if clean else list(valid) * max(1, len(invalid) // len(valid)) + list(invalid)
+    return data.draw(st.sampled_from(pool), label=label)
+
+
+def _damaged_run(data, cli_files, folder, clean, exclude=()):
+    """A copy of the tiny run in ``folder``/run with one kind of damage, applied alike to both checkpoints
+    (best and last); returns (path, damage, problems for a command that loads the checkpoint)."""
+    import shutil
+
+    run = folder / "run"
+    damage = _pick(data, ["none"], [d for d in CLI_RUN_DAMAGE if d not in exclude], clean, "damage")
+    if damage == "missing":
+        return run, damage, {str(run)}
+    if damage == "plain_file":
+        run.write_text("x")
+        return run, damage, {str(run)}
+    if damage == "empty":
+        run.mkdir()
+        return run, damage, {str(run)}
+    shutil.copytree(cli_files["run"], run)
+    jsons = [run / "best.json", run / "last.json"]
+    if damage in ("truncate_tensors", "flip_tensors", "delete_tensors"):
+        for t in run.glob("*.safetensors"):
+            raw = t.read_bytes()
+            if damage == "truncate_tensors":
+                t.write_bytes(raw[:data.draw(st.integers(0, len(raw) - 1), label="cut")])
+            elif damage == "flip_tensors":
+                b = bytearray(raw)
+                b[data.draw(st.integers(0, len(b) - 1), label="byte")] ^= 1 << data.draw(st.integers(0, 7))
+                t.write_bytes(bytes(b))
+            else:
+                t.unlink()
+    elif damage == "truncate_json":
+        cut = data.draw(st.floats(0, 0.99), label="cut")
+        for j in jsons:
+            raw = j.read_bytes()
+            j.write_bytes(raw[:int(cut * len(raw))])
+    elif damage == "metrics_junk":  # only 'mru plot curves' reads it: a torn or foreign line is skipped
+        junk = data.draw(st.sampled_from([b"5\n[1]\n", b'{"step": 1, "tra', b"\xff\xfe\x00", b"", b"null\n"]))
+        (run / "metrics.jsonl").write_bytes(junk)
+        return run, damage, set()
+    elif damage != "none":
+        junk_tensors = data.draw(st.sampled_from([5, None, "/etc/hostname", "../run/x.safetensors", "", ["a"]]))
+        junk_schedule = data.draw(st.sampled_from(["x", [1], {"eps": "a"}, {"eps": 2.0}, {"gamma": -1.0}]))
+        for j in jsons:
+            state = json.loads(j.read_text())
+            if damage == "json_list":
+                state = [state]
+            elif damage == "foreign_json":
+                state = {"format": "something-else", "version": 1}
+            elif damage == "no_config":
+                del state["config"]
+            elif damage == "tensors_not_a_name":
+                state["tensors"] = junk_tensors
+            elif damage == "schedule_junk":
+                state["schedule"] = junk_schedule
+            elif damage == "config_changed":  # a config that no longer fits the saved weights
+                state["config"]["d_model"] = 9
+            elif damage == "config_invalid":
+                state["config"].update(data.draw(st.sampled_from([{"task": "nope"}, {"lr": -1}, {"bogus": 1},
+                                                                  {"model": "gruu"}])))
+            j.write_text(json.dumps(state))
+    return run, damage, (set() if damage == "none" else {str(run)})
+
+
+def _eval_args(data, clean):
+    """Flags of mru eval and the names an error must mention (empty: valid for the tiny run)."""
+    args, problems = [], set()
+    which = _pick(data, ["auto", "best", "last"], ["newest"], clean, "--checkpoint")
+    split = _pick(data, ["test", "val", "train"], ["TEST"], clean, "--split")
+    args += ["--checkpoint", which, "--split", split]
+    problems |= ({"--checkpoint"} if which == "newest" else set()) | ({"--split"} if split == "TEST" else set())
+    lengths = _pick(data, ["none", "length", "factor"], ["both"], clean, "lengths")
+    if lengths in ("length", "both"):
+        text = _pick(data, ["20", "20,40", "2", "1e1"], ["1", "0", "2.5", "1e400", "nan", "abc", ""], clean,
+                     "--length")
+        args += ["--length", text]
+        values = [_cli_int(v) for v in text.split(",") if v.strip()]
+        if not values or None in values or min(values) < 2:  # the latch task needs a length >= 2
+            problems |= {"--length", "length"}
+    if lengths in ("factor", "both"):
+        text = _pick(data, ["1", "0.5,2"], ["0", "-1", "nan", "inf", "1e400", "abc", "1e-9", ""], clean, "--factor")
+        args += ["--factor", text]
+        values = [_cli_float(v) for v in text.split(",") if v.strip()]
+        if not values or None in values or min(values) <= 0:
+            problems |= {"--factor"}
+        elif min(max(1, round(f * 20)) for f in values) < 2:
+            problems |= {"length"}
+    if lengths == "both":
+        problems |= {"--length", "--factor"}
+    if data.draw(st.booleans(), label="set --n"):
+        text = _pick(data, ["8", "1"], ["0", "-3", "abc", "2.5"], clean, "--n")
+        args += ["--n", text]
+        problems |= set() if text in ("8", "1") else {"--n"}
+    if data.draw(st.booleans(), label="set --batch-size"):
+        text = _pick(data, ["4"], ["0", "-1", "x"], clean, "--batch-size")
+        args += ["--batch-size", text]
+        problems |= set() if text == "4" else {"--batch-size"}
+    if data.draw(st.booleans()):
+        args.append("--json")
+    return args, problems
+
+
+def _stream_args(data, cli_files, folder, clean):
+    args, problems = [], set()
+    kind = _pick(data, ["good", "nan"], ["empty", "count", "words", "binary", "missing", "folder"], clean, "--input")
+    path = folder / "steps.txt"
+    text = {"good": b"1 0 1\n\n0 0 0\n", "empty": b"", "count": b"1 0\n", "words": b"a b c\n",
+            "binary": b"\xff\xfe\x00\x01", "nan": b"nan 0 1\n0 inf 0\n"}.get(kind)
+    if text is not None:
+        path.write_bytes(text)
+    elif kind == "folder":
+        path = folder
+    args += ["--input", path]
+    problems |= {"count": {"line"}, "words": {"line"}, "binary": {str(path)}, "missing": {str(path)},
+                 "folder": {str(path)}}.get(kind, set())
+    state_in = _pick(data, ["none", "good"], ["garbage", "missing", "empty_arg"], clean, "--state-in")
+    if state_in == "good":
+        args += ["--state-in", cli_files["state"]]
+    elif state_in == "garbage":
+        junk = folder / "junk.safetensors"
+        junk.write_bytes(data.draw(st.binary(max_size=64)))
+        args += ["--state-in", junk]
+        problems |= {str(junk)}
+    elif state_in == "missing":
+        args += ["--state-in", folder / "nope.safetensors"]
+        problems |= {str(folder / "nope.safetensors")}
+    elif state_in == "empty_arg":
+        args += ["--state-in", ""]
+        problems |= {"--state-in"}
+    state_out = _pick(data, ["none", "fresh"], ["folder", "under_file", "empty_arg"], clean, "--state-out")
+    if state_out == "fresh":
+        args += ["--state-out", folder / "out" / "state.safetensors"]
+        if kind == "empty":
+            problems |= {"state"}  # no step was read: no state to save
+    elif state_out != "none":
+        args += ["--state-out", {"folder": folder, "under_file": cli_files["plain"] / "s.safetensors",
+                                 "empty_arg": ""}[state_out]]
+        problems |= {"--state-out"}
+    return args, problems
+
+
+def _out_args(data, cli_files, folder, clean):
+    kind = _pick(data, ["png", "no_suffix", "new_folder"], ["empty", "folder", "under_file"], clean, "--out")
+    path = {"png": folder / "fig.png", "no_suffix": folder / "fig", "new_folder": folder / "a" / "b" / "fig.png",
+            "empty": "", "folder": folder, "under_file": cli_files["plain"] / "fig.png"}[kind]
+    return ["--out", path], (set() if kind in ("png", "no_suffix", "new_folder") else {"--out"})
+
+
+def _plot_args(data, cli_files, run, folder, clean):
+    """(argv after 'plot', problems, whether the run's checkpoint (True) or metrics ('curves') are read)."""
+    kind = data.draw(st.sampled_from(["raster", "hysteresis", "hysteresis_beta", "curves", "bifurcation"]),
+                     label="plot")
+    out, problems = _out_args(data, cli_files, folder, clean)
+    if kind == "raster":
+        index = _pick(data, ["0", "1"], ["-1", "x"], clean, "--index")
+        layer = _pick(data, ["0"], ["1", "-1"], clean, "--layer")
+        length = _pick(data, [None, "20", "2"], ["1", "0"], clean, "--length")
+        args = ["raster", run, "--index", index, "--layer", layer] + (["--length", length] if length else [])
+        problems |= ({"--index"} if index in ("-1", "x") else set()) | ({"--layer"} if layer != "0" else set()) \
+            | ({"--length", "length"} if length in ("1", "0") else set())
+        return args + out, problems, True
+    if kind == "hysteresis":
+        width = cli_files["bmru_width"]
+        units = _pick(data, ["0,1,2", "0", str(width - 1)], [str(width), "-1", "a", "", "0,,1"], clean, "--units")
+        parsed = [_cli_int(u) for u in units.split(",") if u.strip()]
+        ok = parsed and None not in parsed and all(0 <= u < width for u in parsed)
+        return ["hysteresis", run, "--units", units] + out, problems | (set() if ok else {"--units"}), True
+    if kind == "hysteresis_beta":
+        beta = _pick(data, ["0.5,1,2", "1", "0", "-1"], ["nan", "inf", "1e400", "", "a"], clean, "--beta")
+        values = [_cli_float(b) for b in beta.split(",") if b.strip()]
+        ok = values and None not in values
+        return ["hysteresis", "--beta", beta] + out, problems | (set() if ok else {"--beta"}), False
+    if kind == "curves":
+        return ["curves", run, run] + out, problems, "curves"
+    iterations = _pick(data, ["1", "1,3"], ["0", "-1", "a", "", "2.5"], clean, "--iterations")
+    gain = _pick(data, ["2", "1.5", "1e9"], ["1", "0.5", "nan", "inf", "1e400", "abc"], clean, "--gain")
+    parsed = [_cli_int(i) if "." not in i else None for i in iterations.split(",") if i.strip()]
+    problems |= set() if parsed and None not in parsed and min(parsed) >= 1 else {"--iterations"}
+    g = _cli_float(gain)
+    problems |= set() if g is not None and g > 1 else {"--gain"}
+    return ["bifurcation", "--iterations", iterations, "--gain", gain] + out, problems, False
+
+
+@cli_settings(90)
+@given(data=st.data(), command=st.sampled_from(["eval"] * 4 + ["stream"] * 3 + ["plot"] * 2),
+       clean=st.sampled_from([True, False, False]))
+def test_cli_run_folders(capsys, cli_cwd, cli_files, tmp_path_factory, data, command, clean):
+    """mru eval / stream / plot on a tiny real run and on copies that are missing, a plain file, empty, or have
+    truncated, bit-flipped or deleted tensors, a truncated or foreign checkpoint JSON, one without its config,
+    naming a tensor file outside the folder, with a junk schedule, a config that does not fit the weights or is
+    invalid, or junk metrics; with bad flags of each command (lengths, factors, splits, counts, stream input
+    files and states, plot indices, layers, units, thresholds, gains and output paths)."""
+    folder = tmp_path_factory.mktemp("cli_runs")
+    run, damage, run_problems = _damaged_run(data, cli_files, folder, clean)
+    if command == "eval":
+        args, problems = _eval_args(data, clean)
+        argv, loads = ["eval", run, *args], True
+    elif command == "stream":
+        args, problems = _stream_args(data, cli_files, folder, clean)
+        argv, loads = ["stream", run, *args], True
+    else:
+        args, problems, loads = _plot_args(data, cli_files, run, folder, clean)
+        argv = ["plot", *args]
+    if loads == "curves":  # reads metrics.jsonl only
+        if damage in ("missing", "plain_file", "empty"):
+            problems |= {str(run)}
+        elif damage == "metrics_junk" and (run / "metrics.jsonl").read_bytes().startswith(b"\xff"):
+            problems |= {str(run)}
+    elif loads:
+        problems |= run_problems
+    check_cli(argv, capsys, cli_cwd, problems)
+
+
+@cli_settings(40)
+@given(data=st.data(), clean=st.sampled_from([True, False, False]),
+       config=st.sampled_from([False, False, False, True]), overwrite=st.sampled_from([False, False, False, True]),
+       change=st.sampled_from([None, None, ("--steps", "8"), ("--lr", "0.1"), ("--device", "cpu"),
+                               ("--eval-batch-size", "4"), ("--eval-batch-size", "0")]))
+def test_cli_resume(capsys, cli_cwd, cli_files, tmp_path_factory, data, clean, config, overwrite, change):
+    """mru train --resume on the tiny run (finished: nothing to do) and on missing, empty or damaged copies,
+    together with --config or --overwrite (contradictions), or changing a field a resumed run must keep."""
+    folder = tmp_path_factory.mktemp("cli_resume")
+    run, damage, problems = _damaged_run(data, cli_files, folder, clean)
+    if clean:
+        config = overwrite = False
+        change = change if change in (None, ("--device", "cpu"), ("--eval-batch-size", "4")) else None
+    elif data.draw(st.integers(0, 9)) == 0:
+        run, problems = "", {"--resume"}
+    argv = ["train", "--resume", run, "--quiet"]
+    if config:
+        (folder / "c.toml").write_text("lr = 0.1\n")
+        argv += ["--config", folder / "c.toml"]
+    if overwrite:
+        argv.append("--overwrite")
+    if change:
+        argv += list(change)
+    if config or overwrite or change in (("--steps", "8"), ("--lr", "0.1"), ("--eval-batch-size", "0")):
+        names = ({"--config"} if config else set()) | ({"--overwrite"} if overwrite else set()) | \
+            ({change[0], change[0][2:].replace("-", "_")} if change else set())
+        problems = (problems or set()) | names
+    check_cli(argv, capsys, cli_cwd, problems)
+
+
+# -- pinned regressions -------------------------------------------------------------------------------------------
+
+#: calls that once broke the contract (a traceback, a silent fallback, or a message on several lines), with the
+#: names the error must mention. {run}: the tiny run; {tmp}: a fresh folder; {file}: a plain file.
+_NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="valid where CUDA is available")
+CLI_PINNED = [
+    pytest.param([], {"command"}, id="no command: exit 2 with nothing on stderr"),
+    pytest.param(["eval", "{run}", "--length", "1e400"], {"--length"}, id="eval --length 1e400: OverflowError"),
+    pytest.param(["eval", "{run}", "--length", "2.5"], {"--length"}, id="eval --length 2.5: ran at length 2"),
+    pytest.param(["eval", "{run}", "--factor", "1e400"], {"--factor"}, id="eval --factor 1e400: OverflowError"),
+    pytest.param(["train", "--resume", ""], {"--resume"}, id="--resume '': trained a default run in ./runs"),
+    pytest.param(["train", "--config", "", *_tiny(), "--out-dir", "{tmp}/r"], {"--config"},
+                 id="--config '': ignored"),
+    pytest.param(["train", "--config", "{tmp}/bin.toml", *_tiny(), "--out-dir", "{tmp}/r"], {"{tmp}/bin.toml"},
+                 id="--config binary: message without the file name"),
+    pytest.param(["train", "--config", "{tmp}", *_tiny(), "--out-dir", "{tmp}/r"], {"{tmp}"},
+                 id="--config a folder: said 'does not exist'"),
+    pytest.param(["train", "--config", "{tmp}/out_dir.toml", *_tiny()], {"out_dir"},
+                 id="config out_dir = 5: TypeError"),
+    pytest.param(["train", *_tiny(), "--out-dir", ""], {"--out-dir", "out_dir"},
+                 id="--out-dir '': trained into the working folder"),
+    pytest.param(["train", *_tiny(), "--out-dir", "{file}"], {"--out-dir"},
+                 id="--out-dir a file: said 'already holds a run'"),
+    pytest.param(["train", *_tiny(), "--out-dir", "{file}/sub"], {"--out-dir"},
+                 id="--out-dir under a file: NotADirectoryError"),
+    pytest.param(["train", *_tiny(), "--device", "cuda", "--out-dir", "{tmp}/r"], {"cuda", "--device"},
+                 id="train --device cuda without a GPU: ValueError", marks=_NO_GPU),
+    pytest.param(["compare", *_tiny(), "--models", "bmru", "--eval-lengths", "1e400", "--out-dir", "{tmp}/c"],
+                 {"--eval-lengths"}, id="compare --eval-lengths 1e400: OverflowError"),
+    pytest.param(["compare", *_tiny(), "--models", "bmru", "--no-plots", "--out-dir", "{file}"], {"--out-dir"},
+                 id="compare --out-dir a file: FileExistsError"),
+    pytest.param(["plot", "raster", "{run}", "--index", "-1", "--out", "{tmp}/p.png"], {"--index"},
+                 id="plot raster --index -1: ValueError"),
+    pytest.param(["plot", "raster", "{run}", "--length", "1", "--out", "{tmp}/p.png"], {"--length"},
+                 id="plot raster --length 1: ValueError"),
+    pytest.param(["plot", "raster", "{run}", "--length", "0", "--out", "{tmp}/p.png"], {"--length"},
+                 id="plot raster --length 0: the default length instead"),
+    pytest.param(["plot", "hysteresis", "--beta", "nan", "--out", "{tmp}/p.png"], {"--beta"},
+                 id="plot hysteresis --beta nan: ValueError from the scan"),
+    pytest.param(["plot", "hysteresis", "--beta", "", "--out", "{tmp}/p.png"], {"--beta"},
+                 id="plot hysteresis --beta '': RuntimeError from torch"),
+    pytest.param(["plot", "hysteresis", "{run}", "--units", "", "--out", "{tmp}/p.png"], {"--units"},
+                 id="plot hysteresis --units '': RuntimeError from torch"),
+    pytest.param(["plot", "bifurcation", "--gain", "inf", "--iterations", "1", "--out", "{tmp}/p.png"], {"--gain"},
+                 id="plot bifurcation --gain inf: math domain error"),
+    pytest.param(["plot", "bifurcation", "--iterations", "1", "--out", ""], {"--out"},
+                 id="plot --out '': ValueError"),
+    pytest.param(["plot", "bifurcation", "--iterations", "1", "--out", "{file}/p.png"], {"--out"},
+                 id="plot --out under a file: FileExistsError"),
+    pytest.param(["plot", "curves", "{tmp}/metrics_binary"], {"{tmp}/metrics_binary"},
+                 id="plot curves of a binary metrics file: UnicodeDecodeError"),
+    pytest.param(["stream", "{run}", "--input", "{tmp}/steps.txt", "--state-out", "{tmp}"], {"--state-out"},
+                 id="stream --state-out a folder: ValueError"),
+    pytest.param(["stream", "{run}", "--input", "{tmp}/steps.txt", "--state-out", "{file}/s"], {"--state-out"},
+                 id="stream --state-out under a file: FileExistsError"),
+    pytest.param(["eval", "{tmp}/no_config"], {"{tmp}/no_config"}, id="checkpoint without config: KeyError"),
+    pytest.param(["eval", "{tmp}/tensors_int"], {"{tmp}/tensors_int"}, id="checkpoint tensors = 5: TypeError"),
+    pytest.param(["eval", "{tmp}/schedule_str"], {"{tmp}/schedule_str"},
+                 id="checkpoint schedule = 'x': AttributeError"),
+    pytest.param(["eval", "{tmp}/d_model_9"], {"{tmp}/d_model_9"},
+                 id="checkpoint config not fitting the weights: a message of 30 lines"),
+    pytest.param(["train", "--resume", "{tmp}/d_model_9"], {"{tmp}/d_model_9"},
+                 id="resume, config not fitting the weights: RuntimeError"),
+    pytest.param(["train", "--resume", "{tmp}/schedule_str"], {"{tmp}/schedule_str"},
+                 id="resume, schedule = 'x': AttributeError"),
+]
+
+
+@pytest.mark.parametrize("argv, names", CLI_PINNED)
+def test_cli_pinned_regressions(capsys, cli_cwd, cli_files, tmp_path, argv, names):
+    """Pinned cases: each once ended in a traceback, a wrong exit code or message, or a silent fallback; each
+    must now be a one-line usage error (exit 2) naming the problem."""
+    import shutil
+
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "out_dir.toml").write_text("out_dir = 5\n")
+    (tmp_path / "steps.txt").write_text("1 0 1\n")
+    (tmp_path / "metrics_binary").mkdir()
+    (tmp_path / "metrics_binary" / "metrics.jsonl").write_bytes(b"\xff\xfe\x00")
+    for name, edit in (("no_config", lambda s: s.pop("config")), ("tensors_int", lambda s: s.update(tensors=5)),
+                       ("schedule_str", lambda s: s.update(schedule="x")),
+                       ("d_model_9", lambda s: s["config"].update(d_model=9))):
+        shutil.copytree(cli_files["run"], tmp_path / name)
+        for j in ("best.json", "last.json"):
+            state = json.loads((tmp_path / name / j).read_text())
+            edit(state)
+            (tmp_path / name / j).write_text(json.dumps(state))
+    fill = {"{run}": str(cli_files["run"]), "{tmp}": str(tmp_path), "{file}": str(cli_files["plain"])}
+
+    def sub(text):
+        for k, v in fill.items():
+            text = text.replace(k, v)
+        return text
+
+    code = check_cli([sub(str(a)) for a in argv], capsys, cli_cwd, {sub(n) for n in names})
+    assert code == 2
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_cli_tasks_describes_every_task(capsys, cli_cwd, name):
+    """Pinned: 'mru tasks NAME' of a task whose split sizes come from its data (digits, MNIST, charlm) once
+    ended in AttributeError ('property' object has no attribute 'items')."""
+    assert check_cli(["tasks", name], capsys, cli_cwd, set()) == 0
+
+
+@pytest.mark.parametrize("junk", [b"5\n[1]\n", b"null\n", b"\xff\xfe\x00"], ids=["not-objects", "null", "binary"])
+def test_cli_resume_with_junk_metrics(capsys, cli_cwd, cli_files, tmp_path, junk):
+    """Pinned: --resume of a run whose metrics.jsonl holds junk once raised AttributeError/UnicodeDecodeError
+    inside the trainer; now the junk rows are dropped (exit 0) or the file is named (exit 2)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cli_files["run"], run)
+    (run / "metrics.jsonl").write_bytes(junk)
+    check_cli(["train", "--resume", run, "--quiet"], capsys, cli_cwd, None)

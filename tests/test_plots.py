@@ -75,8 +75,8 @@ def test_learning_curves_skip_a_torn_last_line(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["plot", "hysteresis"], "give a run folder or --beta"),
-    (["plot", "hysteresis", "--beta", "a,b"], "comma-separated numbers"),
-    (["plot", "bifurcation", "--gain", "0.5"], "--gain must be > 1"),
+    (["plot", "hysteresis", "--beta", "a,b"], "comma-separated finite numbers"),
+    (["plot", "bifurcation", "--gain", "0.5"], "--gain must be a finite number > 1"),
     (["plot", "bifurcation", "--iterations", "0"], "positive integers"),
     (["plot", "curves", "/nonexistent/run"], "no metrics file"),
     (["plot", "raster", "/nonexistent/run"], "does not exist"),

@@ -574,7 +574,7 @@ def test_options_change_the_data(make):
         ("mode_filter", {"decay": 1.0}, "decay must be in \\[0, 1\\)"),
         ("mode_filter", {"mode_prob": float("nan")}, "mode_prob must be in"),
         ("digits", {"length": 640}, "fixed length of 64"),
-        ("digits", {"permutation_seed": 1}, "options of digits: none"),
+        ("digits", {"permutation_seed": 1}, "options of digits: position"),
         ("digits_permuted", {"permutation_seed": -3}, "permutation_seed must be at least 0"),
     ],
 )
@@ -632,6 +632,21 @@ def test_digits_permuted_is_a_fixed_permutation_of_digits(make):
     assert torch.equal(data.x, plain.x[:, torch.from_numpy(p)]) and torch.equal(data.y, plain.y)
     assert np.array_equal(make("digits_permuted", seed=9).permutation, p)  # not tied to the task seed
     assert not np.array_equal(make("digits_permuted", permutation_seed=1).permutation, p)
+
+
+@pytest.mark.parametrize("name", ["digits", "digits_permuted"])
+def test_digits_position_option_adds_the_row_and_column_of_each_shown_pixel(make, name):
+    plain, task = make(name), make(name, position="true")
+    assert task.input_size == 3 and plain.input_size == 1 and task.options["position"] is True
+    a, b = plain.dataset("val", n=5), task.dataset("val", n=5)
+    assert b.x.shape == (5, 64, 3) and torch.equal(b.x[..., :1], a.x) and torch.equal(b.y, a.y)
+    shown = task.permutation if task.permutation is not None else np.arange(64)
+    for t in (0, 9, 63):
+        row, col = divmod(int(shown[t]), 8)
+        assert torch.equal(b.x[:, t, 1:], torch.tensor([[row / 7, col / 7]] * 5, dtype=torch.float32))
+    for bad in ("maybe", 2, 0.5):
+        with pytest.raises(ValueError, match="option position must be true or false"):
+            make(name, position=bad)
 
 
 # ----------------------------------------------------------------------------------------------------------

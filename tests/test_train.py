@@ -331,6 +331,37 @@ def test_write_rate_penalty_and_gamma_schedule_run(tmp_path):
     assert model.memory_units()[0].gamma == pytest.approx(4.0)
 
 
+def test_head_option_sets_the_readout_of_sequence_level_tasks(tmp_path):
+    from mru.train.loop import build_task, model_config
+
+    config = tiny(tmp_path, task="copy_first", head="mean")
+    assert model_config(config, build_task(config)).head == "mean"
+    config = tiny(tmp_path, task="copy_first")
+    assert model_config(config, build_task(config)).head == "last"
+    with pytest.raises(ValueError, match="scored at every step"):
+        config = tiny(tmp_path, head="mean")  # latch is read at every step
+        model_config(config, build_task(config))
+    with pytest.raises(ValueError, match="head"):
+        tiny(tmp_path, task="copy_first", head="max")
+    result = train(tiny(tmp_path, task="copy_first", head="mean", steps=4), quiet=True)
+    model, *_ = load_run(result.run_dir)
+    assert model.config.head == "mean"
+
+
+def test_compare_reuses_a_finished_run_whose_summary_predates_a_config_field(tmp_path):
+    """A summary written before a config field existed (here: head) holds its default, so the run is reused."""
+    from mru.train.compare import _finished_result
+
+    config = tiny(tmp_path, steps=4)
+    train(config, quiet=True)
+    path = config.run_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    del summary["config"]["head"]
+    path.write_text(json.dumps(summary))
+    assert _finished_result(config.run_dir, config) is not None
+    assert _finished_result(config.run_dir, dataclasses.replace(config, lr=1e-3)) is None
+
+
 def test_evaluate_in_chunks_equals_one_batch(uninterrupted):
     config, _ = uninterrupted
     model, task, _, _ = load_run(config.run_dir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 #: subcommand modules, in the order ``mru --help`` lists them
 SUBCOMMANDS = ("train", "eval", "compare", "plot", "tasks", "models", "bench", "demo", "stream")
@@ -44,11 +45,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines (e.g. torch's multi-line ``load_state_dict`` report) joined by '; '."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return "; ".join(lines) or "(no details)"
+
+
+def check_output_path(path, flag: str, folder: bool = False) -> Path:
+    """Refuse an output path a command could not write, before any work: an empty path, a path under an
+    existing file, a file path that is an existing folder, or a folder path that is an existing file."""
+    if path is None or not str(path).strip():
+        raise UsageError(f"{flag} needs a {'folder' if folder else 'file'} path, got {str(path)!r}")
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{flag} {str(path)!r}: {str(parent)!r} is a file, not a folder")
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a file, not a folder")
+    if not folder and (path.is_dir() or not path.name):
+        raise UsageError(f"{flag} {str(path)!r} is a folder; give a file path")
+    return path
+
+
+def load_trained_run(run_dir, which: str = "auto", device: str = "auto"):
+    """:func:`mru.train.load_run` for a command: a missing, empty or damaged run folder is a UsageError
+    naming the folder or the file, never a traceback. Returns (model, task, config, checkpoint state)."""
+    import numbers
+
+    from mru.train import CheckpointError, TrainConfig, load_run
+    from mru.train.checkpoint import checkpoint_path, read_state
+    from mru.train.loop import resolve_device
+
+    try:
+        resolve_device(device)  # e.g. --device cuda without a GPU: not the folder's fault
+    except ValueError as e:
+        raise UsageError(one_line(str(e))) from None
+    if run_dir is None or not str(run_dir).strip():
+        raise UsageError(f"a run folder is needed, got {str(run_dir)!r}")
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise UsageError(f"run folder {str(folder)!r} does not exist" if not folder.exists()
+                         else f"{str(folder)!r} is a file, not a run folder")
+    if which == "auto":
+        which = "best" if checkpoint_path(folder, "best").is_file() else "last"
+    path = checkpoint_path(folder, which)
+    try:
+        state = read_state(path)
+    except CheckpointError as e:
+        raise UsageError(one_line(str(e))) from None
+    # the JSON file is not covered by the tensors' checksum: check what load_run reads from it
+    if not isinstance(state.get("config"), dict):
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: no training config")
+    schedule = state.get("schedule", {})
+    if not isinstance(schedule, dict) or any(
+            schedule.get(k) is not None and (isinstance(schedule[k], bool)
+                                             or not isinstance(schedule[k], numbers.Real))
+            for k in ("eps", "gamma")):
+        raise UsageError(f"checkpoint {str(path)!r} is damaged: its 'schedule' entry is {schedule!r}")
+    try:
+        TrainConfig.from_dict(state["config"])
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"checkpoint {str(path)!r} holds an invalid training config: {one_line(str(e))}") from None
+    try:
+        return load_run(folder, which, device=device)
+    except CheckpointError as e:
+        raise UsageError(one_line(str(e))) from None
+    except ValueError as e:
+        raise UsageError(f"run folder {str(folder)!r} cannot be loaded: {one_line(str(e))}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
-        parser.print_help()
+        parser.print_usage(sys.stderr)
+        print(f"mru: error: give a command, one of {', '.join(SUBCOMMANDS)} ('mru --help' describes them)",
+              file=sys.stderr)
         return 2
     try:
         return int(args._run(args) or 0)
@@ -56,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from mru.train.distributed import is_main_process
 
         if is_main_process():  # under torchrun every rank finds the same mistake; say it once
-            print(f"mru {args.command}: error: {e}", file=sys.stderr)
+            print(f"mru {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mru {args.command}: interrupted", file=sys.stderr)

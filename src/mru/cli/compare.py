@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from dataclasses import replace
 
-from . import UsageError
+from . import UsageError, check_output_path
 from .train import add_config_arguments, make_config, preflight
 
 EPILOG = """\
@@ -43,8 +45,8 @@ def _factors(text: str) -> list[float]:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(not (v > 0) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive multiples, got {text!r}")
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive finite multiples, got {text!r}")
     return values
 
 
@@ -78,6 +80,7 @@ def run(args) -> int:
     from mru.registry import model_units
     from mru.train import CheckpointError
     from mru.train.compare import EVAL_TOKENS, compare
+    from mru.train.loop import TrainingDiverged
 
     if args.eval_tokens is not None and args.eval_tokens < 1:
         raise UsageError(f"--eval-tokens must be a positive integer, got {args.eval_tokens}")
@@ -87,6 +90,7 @@ def run(args) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     base = make_config(args, exclude=("task", "model", "seed", "out_dir"))
+    check_output_path(args.out_dir, "--out-dir", folder=True)
 
     for t in args.tasks:  # names and options checked before the first run starts
         for m in args.models:
@@ -101,6 +105,9 @@ def run(args) -> int:
                 overwrite=args.overwrite, quiet=args.quiet, verbose=args.verbose)
     except CheckpointError as e:
         raise UsageError(f"{e} (use --overwrite to retrain, or another --out-dir)") from None
+    except TrainingDiverged as e:  # as 'mru train' does: not a usage error, the finished runs are kept
+        print(f"mru compare: stopped: {e}", file=sys.stderr)
+        return 1
     from mru.train.distributed import is_main_process
 
     if args.plots and is_main_process():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
-from . import UsageError
+from . import UsageError, load_trained_run
 
 EPILOG = """\
 examples:
@@ -18,9 +19,21 @@ Sequences are evaluated in chunks that bound the memory used, so long lengths fi
 """
 
 
+def _int(text: str) -> int:
+    """One integer; 1e3 and 1_000 are accepted, 2.5, NaN and Inf are not (ValueError)."""
+    text = text.strip()
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():  # also NaN and ±Inf
+            raise ValueError(text) from None
+        return int(value)
+
+
 def _ints(text: str) -> list[int]:
     try:
-        values = [int(float(v)) for v in text.split(",") if v.strip()]
+        values = [_int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
     if not values or any(v < 1 for v in values):
@@ -33,8 +46,8 @@ def _floats(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(not (v > 0) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive finite numbers, got {text!r}")
     return values
 
 
@@ -60,18 +73,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from mru.train import CheckpointError, evaluate, load_run
+    from mru.train import evaluate
 
     if args.n is not None and args.n < 1:
         raise UsageError(f"--n must be a positive integer, got {args.n}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    try:
-        model, task, config, state = load_run(args.run_dir, args.checkpoint, device=args.device)
-    except CheckpointError as e:
-        raise UsageError(str(e)) from None
-    except ValueError as e:  # e.g. device cuda without a GPU
-        raise UsageError(str(e)) from None
+    model, task, config, state = load_trained_run(args.run_dir, args.checkpoint, device=args.device)
     if args.length:
         lengths = args.length
     elif args.factor:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from . import UsageError
+from . import UsageError, check_output_path, load_trained_run
 
 EPILOG = """examples:
   mru plot curves runs/latch-bmru-s0 runs/latch-lru-s0 --out curves.png
@@ -54,40 +55,53 @@ def _ints(text: str, name: str) -> list[int]:
 
 def _floats(text: str, name: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"{name} must be comma-separated numbers, got {text!r}") from None
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{name} must be comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def _out(text: str) -> str:
+    """The PNG file --out names (another suffix is replaced by .png, as the figure writer does)."""
+    path = check_output_path(text, "--out")
+    if path.suffix.lower() != ".png":
+        try:
+            path = check_output_path(path.with_suffix(".png"), "--out")
+        except ValueError:
+            raise UsageError(f"--out {text!r} is not a file name") from None
+    return str(path)
 
 
 def _load(run):
-    from ..train.checkpoint import CheckpointError
-    from ..train.loop import load_run
-
-    try:
-        return load_run(run, which="auto", device="cpu")
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    return load_trained_run(run, which="auto", device="cpu")
 
 
 def run(args) -> int:
     from .. import plots
 
+    out = _out(args.out)
     if args.kind == "curves":
         try:
-            path = plots.plot_learning_curves(args.runs, args.out)
-        except FileNotFoundError as e:
+            path = plots.plot_learning_curves(args.runs, out)
+        except (FileNotFoundError, ValueError) as e:  # no metrics file, or one that is not text
             raise UsageError(str(e)) from None
     elif args.kind == "raster":
+        if args.index < 0:
+            raise UsageError(f"--index must be >= 0, got {args.index}")
         model, task, _, _ = _load(args.run)
-        data = task.dataset("test", n=args.index + 1, length=args.length) if args.length else \
-            task.dataset("test", n=args.index + 1)
+        try:
+            data = task.dataset("test", n=args.index + 1, length=args.length)
+        except ValueError as e:  # a length the task cannot build
+            raise UsageError(f"--length {args.length}: {e}") from None
         try:
             states = plots.bmru_states(model, data.x[args.index:args.index + 1])
         except ValueError as e:
             raise UsageError(f"{args.run}: {e}") from None
         if not 0 <= args.layer < len(states):
             raise UsageError(f"--layer must be in [0, {len(states) - 1}], got {args.layer}")
-        path = plots.plot_state_raster(states[args.layer][0], args.out,
+        path = plots.plot_state_raster(states[args.layer][0], out,
                                        title=f"{task.name}: BMRU layer {args.layer} states")
     elif args.kind == "hysteresis":
         if args.beta is not None:
@@ -99,6 +113,8 @@ def run(args) -> int:
             except ValueError as e:
                 raise UsageError(f"{args.run}: {e}") from None
             units = _ints(args.units, "--units")
+            if not units:
+                raise UsageError(f"--units must name at least one unit, got {args.units!r}")
             bad = [u for u in units if not 0 <= u < widths.numel()]
             if bad:
                 raise UsageError(f"--units {bad} out of range: the layer has {widths.numel()} units")
@@ -106,13 +122,13 @@ def run(args) -> int:
             labels = [f"unit {u}, mean |beta| = {b:.2f}" for u, b in zip(units, betas)]
         else:
             raise UsageError("give a run folder or --beta values")
-        path = plots.plot_hysteresis(betas, args.out, labels=labels)
+        path = plots.plot_hysteresis(betas, out, labels=labels)
     else:
         iters = _ints(args.iterations, "--iterations")
         if not iters or min(iters) < 1:
             raise UsageError(f"--iterations must be positive integers, got {args.iterations!r}")
-        if not args.gain > 1:
-            raise UsageError(f"--gain must be > 1 for a bistable cell, got {args.gain}")
-        path = plots.plot_bifurcation(args.out, iters, args.gain)
+        if not (args.gain > 1 and math.isfinite(args.gain)):
+            raise UsageError(f"--gain must be a finite number > 1 for a bistable cell, got {args.gain}")
+        path = plots.plot_bifurcation(out, iters, args.gain)
     print(f"wrote {path}")
     return 0

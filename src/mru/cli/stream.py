@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import UsageError
+from . import UsageError, check_output_path, load_trained_run
 
 EPILOG = """examples:
   printf '1 0 1\\n0 0 0\\n0 1 0\\n' | mru stream runs/latch-bmru-seed0
@@ -59,20 +59,19 @@ def run(args) -> int:
     import torch
 
     from ..deploy import load_stream_state, save_stream_state
-    from ..train.checkpoint import CheckpointError
-    from ..train.loop import load_run
 
-    try:
-        model, task, _, _ = load_run(args.run, which="auto", device="cpu")
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
+    if args.state_in is not None and not args.state_in.strip():
+        raise UsageError(f"--state-in needs a file saved by --state-out, got {args.state_in!r}")
+    if args.state_out is not None:
+        check_output_path(args.state_out, "--state-out")
+    model, task, _, _ = load_trained_run(args.run, which="auto", device="cpu")
     try:
         text = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {args.input}: {e}") from None
     steps = _steps(task, text)
     state = None
-    if args.state_in:
+    if args.state_in is not None:
         try:
             state = load_stream_state(args.state_in)
         except (FileNotFoundError, ValueError, TypeError) as e:
@@ -91,9 +90,12 @@ def run(args) -> int:
                 print(" ".join(f"{v:.6g}" for v in y[0].tolist()))
     if task.input_kind == "tokens":
         sys.stdout.write("\n")
-    if args.state_out:
+    if args.state_out is not None:
         if state is None:
             raise UsageError("no input steps were read, so there is no state to save")
-        save_stream_state(state, args.state_out)
+        try:
+            save_stream_state(state, args.state_out)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"--state-out: {e}") from None
         print(f"saved the stream state to {args.state_out}", file=sys.stderr)
     return 0

@@ -37,7 +37,9 @@ def run(args) -> int:
         raise UsageError(str(unknown_name_error("task", args.name, TASKS)))
     cls = TASKS[key]
     inputs = "token ids" if cls.input_kind == "tokens" else "float features"
-    sizes = ", ".join(f"{k} {v}" for k, v in cls.default_sizes.items())
+    sizes = cls.default_sizes  # a property of the instance where the data decide (digits, MNIST, charlm)
+    sizes = ", ".join(f"{k} {v}" for k, v in sizes.items()) if isinstance(sizes, dict) else \
+        "set by the data (each split whole by default)"
     print(f"{cls.name}: {cls.description}")
     print(f"  input:    {inputs}, size {cls.input_size}")
     print(f"  output:   {cls.target}, size {cls.output_size}, readout {cls.readout}")

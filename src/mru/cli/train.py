@@ -14,7 +14,7 @@ import sys
 
 from mru.train.config import DEFAULT_STEPS
 
-from . import UsageError
+from . import UsageError, check_output_path, load_trained_run, one_line
 
 EPILOG = """\
 examples:
@@ -46,6 +46,7 @@ HELP = {
     "mlp_ratio": "GLU-MLP width / d_model, 0 disables the MLP",
     "dropout": "dropout on the residual branches",
     "norm": "layer or rms",
+    "head": "readout of a sequence-level task: last step (default) or mean over the steps",
     "unit_options": "a unit option, UNIT.KEY=VALUE, e.g. lru.r_min=0.9 (repeatable)",
     "lr": "peak learning rate",
     "min_lr": "learning rate at the end of the cosine",
@@ -175,8 +176,11 @@ def make_config(args: argparse.Namespace, exclude=(), **fixed):
     from mru.train.config import TrainConfig, read_config_file
 
     overrides = {**config_overrides(args), **fixed}
+    config_file = getattr(args, "config", None)
+    if config_file is not None and not config_file.strip():
+        raise UsageError(f"--config needs a TOML or JSON file, got {config_file!r}")
     try:
-        base = read_config_file(args.config) if getattr(args, "config", None) else {}
+        base = read_config_file(config_file) if config_file is not None else {}
         for key in exclude:
             base.pop(key, None)
         merged = dict(base)
@@ -194,12 +198,17 @@ def make_config(args: argparse.Namespace, exclude=(), **fixed):
 
 
 def preflight(config, allow_missing_data: bool = False) -> None:
-    """Build the task and the model once so that bad options fail as usage errors before any work.
+    """Build the task and the model once so that bad options fail as usage errors before any work, and
+    check that the device exists.
     With ``allow_missing_data``, a real-data task whose files are absent passes (the caller skips it)."""
+    import torch
+
     from mru.tasks import DataNotFoundError
     from mru.train.loop import build_task, model_config
     from mru.nets.model import SequenceModel
 
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but this torch sees no CUDA device; use --device auto or cpu")
     try:
         task = build_task(config)
         SequenceModel(model_config(config, task))
@@ -233,15 +242,20 @@ def run(args) -> int:
     from mru.train.loop import RESUME_SAFE_FIELDS, TrainingDiverged
     from mru.train.distributed import is_main_process
 
-    if args.resume:
-        if args.config:
+    if args.resume is not None:
+        if not args.resume.strip():
+            raise UsageError(f"--resume needs a run folder, got {args.resume!r}")
+        if args.config is not None:
             raise UsageError("--resume takes the config from the run folder; drop --config")
         if args.overwrite:
             raise UsageError("--resume and --overwrite contradict each other")
         try:
-            saved = read_state(checkpoint_path(args.resume, "last"))["config"]
+            saved = read_state(checkpoint_path(args.resume, "last")).get("config")
         except CheckpointError as e:
-            raise UsageError(f"cannot resume: {e}") from None
+            raise UsageError(f"cannot resume: {one_line(str(e))}") from None
+        if not isinstance(saved, dict):
+            raise UsageError(f"cannot resume: checkpoint {str(checkpoint_path(args.resume, 'last'))!r} is "
+                             f"damaged: no training config")
         overrides = config_overrides(args)
         overrides.pop("out_dir", None)  # the run folder is RUN_DIR
         changed = [k for k, v in overrides.items() if k not in RESUME_SAFE_FIELDS and saved.get(k) != v]
@@ -251,13 +265,18 @@ def run(args) -> int:
                              f"may differ")
         try:
             config = TrainConfig.from_dict(saved, **overrides, out_dir=os.fspath(args.resume))
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"cannot resume {args.resume!r}: {one_line(str(e))}") from None
+        try:  # the checkpoint's JSON is not checksummed: its config, schedule and weights must fit together
+            load_trained_run(args.resume, "last", device="cpu")
+        except UsageError as e:
+            raise UsageError(f"cannot resume: {e}") from None
     else:
         config = make_config(args)
+    check_output_path(config.run_dir, "--out-dir", folder=True)
     preflight(config)
     try:
-        result = train(config, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+        result = train(config, resume=args.resume is not None, overwrite=args.overwrite, quiet=args.quiet)
     except TrainingDiverged as e:
         print(f"mru train: stopped: {e}", file=sys.stderr)
         return 1

@@ -9,19 +9,26 @@ from .figure import new_figure, save_png
 
 
 def read_metrics(run_dir) -> list[dict]:
-    """The rows of ``RUN_DIR/metrics.jsonl`` (one JSON object per line; a torn last line is skipped)."""
+    """The rows of ``RUN_DIR/metrics.jsonl`` (one JSON object per line; a torn line, or a line that is not a
+    JSON object, is skipped). A file that is not UTF-8 text is a ValueError naming it."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no metrics file {path}: is {run_dir} a run folder written by 'mru train'?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"metrics file {path} is not UTF-8 text ({e}): is it a file written by 'mru train'?") from None
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a run killed mid-write leaves at most one torn line
+        if isinstance(row, dict):  # anything else is not a row of metrics: skipped like a torn line
+            rows.append(row)
     return rows
 
 

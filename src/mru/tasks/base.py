@@ -241,6 +241,17 @@ class Task:
         self.options[key] = value
         return value
 
+    def _bool_option(self, key: str) -> bool:
+        value = self.options[key]
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            value = value.strip().lower() in ("true", "1", "yes")
+        elif isinstance(value, numbers.Integral) and not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.name}: option {key} must be true or false, got {value!r}")
+        self.options[key] = value
+        return value
+
     def _choice_option(self, key: str, choices: tuple[str, ...]) -> str:
         value = self.options[key]
         if value not in choices:

@@ -6,6 +6,11 @@
   .permutation(64)`` (``permutation_seed`` 0 by default; step t shows pixel ``permutation[t]``), which
   destroys the locality of the image so that the network must hold information for longer.
 
+Option ``position`` (default false) adds two input channels, the row and column (each scaled to [0, 1]) of
+the pixel shown at each step. A network of overwriting binary units (BMRU) cannot count steps, so without
+them it cannot tell which row a pixel belongs to; with them the task tests memory rather than counting.
+Results with and without it are different benchmarks and are reported apart.
+
 Splits are fixed (independent of the task seed, so results compare across runs): stratified per class,
 20 % test, 10 % val (rounded per class), the rest train (1,259 / 179 / 359 images), each split in a fixed
 shuffled order, so ``dataset(split, n)`` is the first ``n`` of that order. Classification over 10 classes
@@ -74,9 +79,13 @@ class DigitsTask(Task):
     generated = False
     permuted = False
 
+    option_defaults = {"position": False}
+
     def _configure(self) -> None:
         #: step t shows pixel ``permutation[t]``; None for row-major order
         self.permutation: np.ndarray | None = None
+        self.position = self._bool_option("position")
+        self.input_size = 3 if self.position else 1
 
     @property
     def default_sizes(self) -> dict[str, int]:  # type: ignore[override]
@@ -93,6 +102,10 @@ class DigitsTask(Task):
         if self.permutation is not None:
             pixels = pixels[:, self.permutation]
         x = torch.from_numpy(pixels.astype(np.float32) / 16.0).unsqueeze(-1)
+        if self.position:
+            shown = torch.from_numpy(self.permutation if self.permutation is not None else np.arange(64))
+            where = torch.stack([shown // 8, shown % 8], dim=-1).float() / 7.0     # (64, 2): row, column
+            x = torch.cat([x, where.expand(len(x), -1, -1)], dim=-1)
         return TaskData(x, torch.from_numpy(labels[idx].copy()))
 
     def baseline_metric(self, length: int | None = None) -> float:
@@ -103,7 +116,8 @@ class PermutedDigitsTask(DigitsTask):
     name = "digits_permuted"
     description = "8x8 digits with a fixed pixel permutation (64 steps), classify at the end (accuracy)"
     permuted = True
-    option_defaults = {"permutation_seed": 0}
+    option_defaults = {"permutation_seed": 0, "position": False}
 
     def _configure(self) -> None:
+        super()._configure()
         self.permutation = np.random.default_rng(self._int_option("permutation_seed", minimum=0)).permutation(64)

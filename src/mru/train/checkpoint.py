@@ -220,6 +220,18 @@ def read_state(json_path: str | os.PathLike) -> dict:
     for key in ("tensors", "sha256", "tensor_bytes", "step"):
         if key not in state:
             raise CheckpointError(f"checkpoint {str(json_path)!r} is incomplete: no {key!r} entry")
+    tensors = state["tensors"]
+    if not isinstance(tensors, str) or not tensors or Path(tensors).name != tensors or tensors in (".", ".."):
+        # a file name in the run folder, never a path elsewhere
+        raise CheckpointError(f"checkpoint {str(json_path)!r} is corrupt: 'tensors' must name a file in its "
+                              f"folder, got {tensors!r}")
+    for key in ("tensor_bytes", "step"):
+        if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
+            raise CheckpointError(f"checkpoint {str(json_path)!r} is corrupt: {key!r} must be a non-negative "
+                                  f"integer, got {state[key]!r}")
+    if not isinstance(state["sha256"], str):
+        raise CheckpointError(f"checkpoint {str(json_path)!r} is corrupt: 'sha256' must be a string, "
+                              f"got {state['sha256']!r}")
     return state
 
 

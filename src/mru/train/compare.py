@@ -74,7 +74,11 @@ def _finished_result(run_dir: Path, config: TrainConfig) -> dict | None:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return summary if summary.get("config") == config.to_dict() else None
+    try:  # a summary written before a config field existed holds that field's default
+        saved = TrainConfig.from_dict(summary.get("config") or {}).to_dict()
+    except (ValueError, TypeError):
+        return None
+    return summary if saved == config.to_dict() else None
 
 
 def compare(models: list[str], tasks: list[str], seeds: list[int], base: TrainConfig | None = None,

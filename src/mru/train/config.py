@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEVICES = ("auto", "cpu", "cuda")
+#: readouts of sequence-level tasks (mru.nets.ModelConfig heads)
+HEADS = ("last", "mean")
 WRITE_RATE_NORMS = ("l1", "l2")
 
 #: steps of a run when neither ``steps`` nor ``epochs`` is given. The defaults (300 steps, d_model 32, 2 blocks)
@@ -51,6 +53,8 @@ class TrainConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     norm: str = "layer"
+    head: str | None = None                            # readout of a sequence-level task: "last" or "mean"
+                                                       # (None: "last"); per-step tasks always read every step
     unit_options: dict = field(default_factory=dict)  # per unit type, e.g. {"lru": {"r_min": 0.9}}; applied
                                                        # to the units of that type the model has
 
@@ -174,9 +178,13 @@ class TrainConfig:
         _choice(self, "device", DEVICES)
         _choice(self, "combine", ("sum", "concat"))
         _choice(self, "norm", ("layer", "rms"))
+        if self.head is not None:
+            _choice(self, "head", HEADS)
         if not isinstance(self.bf16, bool):
             raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
         if self.out_dir is not None:
+            if not isinstance(self.out_dir, (str, os.PathLike)) or not os.fspath(self.out_dir).strip():
+                raise ValueError(f"out_dir must be a folder path, got {self.out_dir!r}")
             self.out_dir = os.fspath(self.out_dir)
 
 
@@ -211,12 +219,19 @@ def check_keys(d: dict) -> None:
 def read_config_file(path: str | os.PathLike) -> dict:
     """The table in a ``.toml`` or ``.json`` config file. A ``[train]`` table in TOML is also accepted."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
+    if suffix in (".json", ".toml"):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"config file {str(path)!r} is not UTF-8 text: {e}") from None
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"config file {str(path)!r} is not valid JSON: {e}") from None
     elif suffix == ".toml":
@@ -225,7 +240,7 @@ def read_config_file(path: str | os.PathLike) -> dict:
         except ImportError:  # Python 3.10
             raise ValueError(f"reading TOML ({str(path)!r}) needs Python 3.11+; use a .json config file") from None
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
     else:

@@ -106,6 +106,9 @@ def model_config(config: TrainConfig, task) -> ModelConfig:
     """The ModelConfig for ``task``: per-step head for per-step readouts, last-step head otherwise."""
     tokens = task.input_kind == "tokens"
     units = model_units(config.model)
+    if task.readout == "per_step" and config.head is not None:
+        raise ValueError(f"task {task.name!r} is scored at every step, so it always uses the per-step head; "
+                         f"head={config.head!r} applies only to tasks read out once per sequence")
     return ModelConfig(
         input_size=task.input_size,
         output_size=task.output_size,
@@ -116,7 +119,7 @@ def model_config(config: TrainConfig, task) -> ModelConfig:
         mlp_ratio=config.mlp_ratio,
         dropout=config.dropout,
         norm=config.norm,
-        head="per_step" if task.readout == "per_step" else "last",
+        head="per_step" if task.readout == "per_step" else (config.head or "last"),
         vocab_size=task.input_size if tokens else None,
         unit_kwargs={u: dict(o) for u, o in config.unit_options.items() if u in units},
     )
@@ -197,20 +200,49 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
         which = "best" if ckpt.checkpoint_path(run_dir, "best").is_file() else "last"
     c = ckpt.load_checkpoint(ckpt.checkpoint_path(run_dir, which))
     c.state["checkpoint"] = which
-    config = TrainConfig.from_dict(c.state["config"])
+    config = _saved_config(c)
     task = build_task(config)
     model = SequenceModel(model_config(config, task))
-    try:
-        model.load_state_dict(c.model_state())
-    except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {str(c.path)!r} does not fit its own model config: {e}") from None
-    sched = c.state.get("schedule", {})
+    _load_weights(model, c)
+    sched = _saved_schedule(c)
     if sched.get("eps") is not None:
         model.set_eps(sched["eps"])
     if sched.get("gamma") is not None:
         model.set_gamma(sched["gamma"])
     model.to(resolve_device(device)).eval()
     return model, task, config, c.state
+
+
+def _saved_config(c) -> TrainConfig:
+    """The TrainConfig a checkpoint was written with; a missing or invalid one is a CheckpointError."""
+    saved = c.state.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint {str(c.path)!r} is damaged: it holds no training config")
+    try:
+        return TrainConfig.from_dict(saved)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {str(c.path)!r} holds an invalid training config: {e}") from None
+
+
+def _saved_schedule(c) -> dict:
+    sched = c.state.get("schedule", {})
+    ok = isinstance(sched, dict) and all(
+        sched.get(k) is None or (isinstance(sched[k], (int, float)) and not isinstance(sched[k], bool))
+        for k in ("eps", "gamma"))
+    if not ok:
+        raise CheckpointError(f"checkpoint {str(c.path)!r} is damaged: its 'schedule' entry is {sched!r}")
+    return sched
+
+
+def _load_weights(model, c, optimizer=None) -> None:
+    """Load a checkpoint's weights (and optimizer state); a mismatch is a CheckpointError naming the file."""
+    try:
+        model.load_state_dict(c.model_state())
+        if optimizer is not None:
+            optimizer.load_state_dict(c.optimizer_state())
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {str(c.path)!r} does not fit its own model config: "
+                              f"{' '.join(str(e).split())[:300]}") from None
 
 
 class TrainingDiverged(RuntimeError):
@@ -297,14 +329,24 @@ def _write_csv(run_dir: Path, rows: list[dict]) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """The metrics rows of ``path`` up to the first line that is not a JSON object (a line cut by a crash:
+    the checkpoint's row count decides what is kept); bytes that are not text are a CheckpointError."""
     rows = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CheckpointError(f"metrics file {str(path)!r} is not UTF-8 text (damaged); restore it or "
+                                  f"delete it to resume without the metrics history") from None
+        for line in text.splitlines():
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
-                    break  # a line cut by a crash: the checkpoint's row count decides what is kept
+                    break
+                if not isinstance(row, dict):
+                    break
+                rows.append(row)
     return rows
 
 
@@ -369,9 +411,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, qu
             "elapsed_s": 0.0}
     if resume:
         c = ckpt.load_checkpoint(last_path)
-        _check_resumable(config, c.state["config"], last_path)
-        model.load_state_dict(c.model_state())
-        optimizer.load_state_dict(c.optimizer_state())
+        _check_resumable(config, _saved_config(c).to_dict(), last_path)
+        _saved_schedule(c)
+        _load_weights(model, c, optimizer)
         step = int(c.state["step"])
         loop.update(c.state["loop"])
         rows = _read_jsonl(run_dir / METRICS_JSONL)[: int(c.state["metrics_rows"])]

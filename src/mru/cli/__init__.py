@@ -70,10 +70,8 @@ def check_output_path(path, flag: str, folder: bool = False) -> Path:
 def load_trained_run(run_dir, which: str = "auto", device: str = "auto"):
     """:func:`mru.train.load_run` for a command: a missing, empty or damaged run folder is a UsageError
     naming the folder or the file, never a traceback. Returns (model, task, config, checkpoint state)."""
-    import numbers
-
-    from mru.train import CheckpointError, TrainConfig, load_run
-    from mru.train.checkpoint import checkpoint_path, read_state
+    from mru.train import CheckpointError, load_run
+    from mru.train.checkpoint import checkpoint_path
     from mru.train.loop import resolve_device
 
     try:
@@ -88,25 +86,7 @@ def load_trained_run(run_dir, which: str = "auto", device: str = "auto"):
                          else f"{str(folder)!r} is a file, not a run folder")
     if which == "auto":
         which = "best" if checkpoint_path(folder, "best").is_file() else "last"
-    path = checkpoint_path(folder, which)
-    try:
-        state = read_state(path)
-    except CheckpointError as e:
-        raise UsageError(one_line(str(e))) from None
-    # the JSON file is not covered by the tensors' checksum: check what load_run reads from it
-    if not isinstance(state.get("config"), dict):
-        raise UsageError(f"checkpoint {str(path)!r} is damaged: no training config")
-    schedule = state.get("schedule", {})
-    if not isinstance(schedule, dict) or any(
-            schedule.get(k) is not None and (isinstance(schedule[k], bool)
-                                             or not isinstance(schedule[k], numbers.Real))
-            for k in ("eps", "gamma")):
-        raise UsageError(f"checkpoint {str(path)!r} is damaged: its 'schedule' entry is {schedule!r}")
-    try:
-        TrainConfig.from_dict(state["config"])
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"checkpoint {str(path)!r} holds an invalid training config: {one_line(str(e))}") from None
-    try:
+    try:  # load_run checks what the checkpoint's JSON (not covered by the tensors' checksum) holds
         return load_run(folder, which, device=device)
     except CheckpointError as e:
         raise UsageError(one_line(str(e))) from None

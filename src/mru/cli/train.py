@@ -14,7 +14,7 @@ import sys
 
 from mru.train.config import DEFAULT_STEPS
 
-from . import UsageError, check_output_path, load_trained_run, one_line
+from . import UsageError, check_output_path, one_line
 
 EPILOG = """\
 examples:
@@ -267,10 +267,6 @@ def run(args) -> int:
             config = TrainConfig.from_dict(saved, **overrides, out_dir=os.fspath(args.resume))
         except (ValueError, TypeError) as e:
             raise UsageError(f"cannot resume {args.resume!r}: {one_line(str(e))}") from None
-        try:  # the checkpoint's JSON is not checksummed: its config, schedule and weights must fit together
-            load_trained_run(args.resume, "last", device="cpu")
-        except UsageError as e:
-            raise UsageError(f"cannot resume: {e}") from None
     else:
         config = make_config(args)
     check_output_path(config.run_dir, "--out-dir", folder=True)
@@ -284,7 +280,7 @@ def run(args) -> int:
         if isinstance(e, FileExistsError):
             raise UsageError(f"run folder {str(config.run_dir)!r} already holds a run; continue it with 'mru train "
                              f"--resume {config.run_dir}', or pass --overwrite or another --out-dir") from None
-        raise UsageError(str(e)) from None
+        raise UsageError(f"cannot resume: {e}" if args.resume is not None else str(e)) from None
     if args.quiet or not is_main_process():
         return 0
     if result.test_metric is not None:

@@ -55,8 +55,8 @@ class Experiment:
 LATCH = """\
 The BMRU keeps the latched bit at every length. The CMRU cannot: its state is a running count of writes, and
 "1 then 0" leaves the same count as "0 then 1", so the last written bit is not a function of its state. It
-learns a counting rule that holds while a sequence has few writes. At 10×, accuracy by the number of writes
-seen so far is 1.0 after one, 0.97 after two, 0.94 after three, 0.76 after four or five and about 0.57 beyond
+learns a counting rule that holds while a sequence has few writes. In exploratory seed-0 runs made while
+tuning (not rerun by this script), accuracy at 10× by the number of writes seen so far was 1.0 after one, 0.97 after two, 0.94 after three, 0.76 after four or five and about 0.57 beyond
 ten; at 100× (about 200 writes per sequence) it is chance. Longer training (1,500 steps: 0.99 at 1×, 0.52 at
 100×), a lower learning rate, width 64 and 4 blocks all left 100× at 0.51–0.52. What the CMRU's gradients are
 for is the ε recipe (DESIGN §3): train at ε = 1, anneal to ε = 0 and finish as a BMRU, which is what the
@@ -71,7 +71,8 @@ length measured; how it tells x_1 from the noise has not been analysed here. GRU
 MSE within the same budget of steps."""
 
 DIGITS = """\
-A BMRU alone stays near chance on the task as specified. Diagnosis (seed 0, 1,500 steps):
+A BMRU alone stays near chance on the task as specified. Diagnosis, from exploratory single-seed runs made
+while tuning (seed 0, 1,500 steps; not rerun by this script):
 - **It cannot count.** With one pixel per step, a stack of overwriting binary units cannot tell which row a
   pixel belongs to. During the ε = 1 phase of the recipe the network is a CMRU, which can count, and
   validation accuracy reaches 0.63 by step 300; the counting solution is lost as ε goes to 0.
@@ -248,10 +249,13 @@ def write_page(out_root: Path, page: Path, figures: Path) -> None:
         if exp.discussion:
             lines += [exp.discussion, ""]
         for task in res["tasks"]:
-            written = compare_figures(out_root / exp.name, [task], exp.models, seed=res["seeds"][0])
+            # learning curves of every model; the state raster and hysteresis loops of the BMRU alone
+            written = [f for f in compare_figures(out_root / exp.name, [task], exp.models, seed=res["seeds"][0])
+                       if f.name == "curves.png" or f.name.endswith("-bmru.png")]
             shown = []
+            prefix = exp.name if len(exp.tasks) == 1 else f"{exp.name}-{task}"
             for src in written:
-                dst = figures / f"{exp.name}-{src.name}" if exp.name != task else figures / f"{task}-{src.name}"
+                dst = figures / f"{prefix}-{src.name}"
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
                 shown.append(f"[{src.stem}](figures/{dst.name})")
@@ -259,8 +263,10 @@ def write_page(out_root: Path, page: Path, figures: Path) -> None:
                 lines += [f"Figures ({task}, seed {res['seeds'][0]}): " + ", ".join(shown) + ".", ""]
     if machine:
         lines += ["## Machine", "",
-                  f"torch {machine['torch']}, Python {machine['python']}, {machine['device']} "
-                  f"({machine['threads']} threads), {platform.machine()}, {os.cpu_count()} cores.", ""]
+                  f"torch {machine['torch']}, Python {machine['python']}, {machine['device']}, {platform.machine()}, "
+                  f"{os.cpu_count()} cores; each run in one process with {machine['threads']} thread(s) "
+                  f"(OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1), two or three runs at a time, so the training "
+                  f"times are those of a shared machine.", ""]
     page.write_text("\n".join(lines))
     print(f"wrote {page}")
 

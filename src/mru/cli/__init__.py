@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        from mru.train.distributed import shutdown
+
+        shutdown()  # under torchrun: every rank done before any leaves the process group
+        return code
     except UsageError as e:
         from mru.train.distributed import is_main_process
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "SINGLE", "current", "from_env", "is_main_process", "setup", "wrap"]
+__all__ = ["Dist", "SINGLE", "current", "from_env", "is_main_process", "setup", "shutdown", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,16 @@ def current() -> Dist:
 
 def _destroy() -> None:
     if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shutdown() -> None:
+    """Leave the process group once a command has finished normally: a barrier, so that no rank tears its
+    connections down while another still uses them (gloo can abort the process then), and
+    ``destroy_process_group``. A no-op outside a torchrun job. (After an error, only the atexit handler
+    destroys the group, without a barrier that a failed rank would never reach.)"""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -134,6 +134,7 @@ EXPERIMENTS = [
                     "just before a last-step readout. Every model gets the same inputs and readout."),
 ]
 
+
 def _mean(summary, model, factor="1"):
     entry = summary.get(model, {}).get(factor) or {}
     return entry.get("mean")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import replace
 
 from . import UsageError, check_output_path
-from .train import add_config_arguments, make_config, preflight
+from .train import add_config_arguments, make_config, positive_numbers, preflight
 
 EPILOG = """\
 examples:
@@ -41,13 +40,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _factors(text: str) -> list[float]:
-    try:
-        values = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive finite multiples, got {text!r}")
-    return values
+    return positive_numbers(text, "multiples")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

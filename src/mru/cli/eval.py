@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from . import UsageError, load_trained_run
+from .train import _int, positive_numbers
 
 EPILOG = """\
 examples:
@@ -19,22 +19,10 @@ Sequences are evaluated in chunks that bound the memory used, so long lengths fi
 """
 
 
-def _int(text: str) -> int:
-    """One integer; 1e3 and 1_000 are accepted, 2.5, NaN and Inf are not (ValueError)."""
-    text = text.strip()
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        value = float(text)
-        if not value.is_integer():  # also NaN and ±Inf
-            raise ValueError(text) from None
-        return int(value)
-
-
 def _ints(text: str) -> list[int]:
-    try:
-        values = [_int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
+    try:  # 1e3 and 1_000 are accepted; 2.5, NaN and Inf are not
+        values = [_int(v.strip()) for v in text.split(",") if v.strip()]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
@@ -42,13 +30,7 @@ def _ints(text: str) -> list[int]:
 
 
 def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive finite numbers, got {text!r}")
-    return values
+    return positive_numbers(text)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

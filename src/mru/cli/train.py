@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 
@@ -86,6 +87,17 @@ def _int(text: str) -> int:
         if not value.is_integer():
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         return int(value)
+
+
+def positive_numbers(text: str, what: str = "numbers") -> list[float]:
+    """A comma-separated list of positive finite numbers (``what`` names them in the error)."""
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive finite {what}, got {text!r}")
+    return values
 
 
 def _float(text: str) -> float:
